@@ -1,0 +1,80 @@
+"""What every learner returns, and the registry learners live in."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from crowdsteer.games.base import Game, ThetaLike
+from crowdsteer.registry import Registry
+
+Array = np.ndarray
+Progress = Callable[[int, float], None]
+"""Called after each iteration with ``(iteration, exploitability or change)``."""
+
+
+@dataclass(frozen=True)
+class Solution:
+    """The outcome an inner solve reached.
+
+    Attributes
+    ----------
+    pi
+        ``(T, S, A)`` the population's policy.
+    mu
+        ``(T, S)`` the mean field ``pi`` induces (computed with the model).
+    exploitability
+        Certificate: gain of a best response against ``mu`` (model-based, in the modified game).
+    iterations
+        Iterations run.
+    seconds
+        Wall time of the solve.
+    converged
+        Whether the stopping rule was met before ``max_iterations``.
+    mu_sample
+        ``(T, S)`` empirical distribution of the simulated agents (model-free learners),
+        else ``None``.
+    agents
+        Number of simulated agents (0 for the exact solver).
+    history
+        Exploitability (exact) or policy change (model-free) after each iteration.
+    """
+
+    pi: Array
+    mu: Array
+    exploitability: float
+    iterations: int
+    seconds: float
+    converged: bool
+    mu_sample: Array | None = None
+    agents: int = 0
+    history: Array = field(default_factory=lambda: np.zeros(0))
+
+
+class Learner(Protocol):
+    """A way the agents reach an equilibrium of a (modified) game."""
+
+    def solve(self, game: Game, theta: ThetaLike = None, rng: np.random.Generator | None = None,
+              progress: Progress | None = None) -> Solution:
+        """Learn until equilibrium (or ``max_iterations``); return what was reached."""
+        ...
+
+
+learners: Registry[Callable[..., Learner]] = Registry("learner")
+
+
+def initial_policy(game: Game) -> Array:
+    """Uniform over the allowed actions, ``(T, S, A)``."""
+    allowed = np.ones((game.S, game.A), bool) if game.allowed is None else game.allowed
+    pi = allowed / allowed.sum(axis=1, keepdims=True)
+    return np.broadcast_to(pi, (game.T, game.S, game.A)).copy()
+
+
+def check_finite(x: Array | float, what: str) -> None:
+    from crowdsteer.errors import DivergenceError
+
+    if not np.all(np.isfinite(x)):
+        raise DivergenceError(f"{what} became NaN or infinite")
