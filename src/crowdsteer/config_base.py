@@ -42,7 +42,7 @@ def from_pydantic(
     if err["type"] == "extra_forbidden":
         allowed = ", ".join(_fields_at(model, err["loc"][:-1])) or "none"
         msg = f"unknown field; allowed here: {allowed}"
-    elif "input" in err and err["type"] not in ("missing",):
+    elif "input" in err and err["type"] not in ("missing", "value_error"):
         msg = f"{msg} (got {err['input']!r})"
     msg = msg.removeprefix("Value error, ")
     return ConfigError(path, msg)

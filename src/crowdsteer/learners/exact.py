@@ -8,6 +8,10 @@ policy) with a backward pass (values and the (soft) best response):
     2. ``Q = Q^pi`` (soft values of ``pi`` against ``mu``);
     3. ``y <- (1 - eta tau) y + eta Q``, ``pi = softmax(y)``.
     Its fixed point is ``pi = softmax(Q^pi / tau)``: the regularised equilibrium.
+    The step ``eta`` adapts: halved when the exploitability rises by over 10% (the iteration is
+    overshooting, as it does for stiff congestion such as ``-c log mu`` with large ``c``,
+    where the one-shot map is a contraction only for ``eta < 2 / (c + tau)``), and
+    grown by 5% while it falls.
 
 ``fp`` (fictitious play, Perrin et al. 2020)
     1. ``pi_br`` = (soft) best response to the averaged mean field ``mu_bar``;
@@ -48,7 +52,7 @@ class ExactConfig(Strict):
     method: Literal["omd", "fp"] = "omd"
     """``omd``: online mirror descent; ``fp``: fictitious play."""
     learning_rate: Annotated[float, Field(gt=0)] | None = None
-    """OMD step ``eta``; default ``min(1, 0.5 / tau)``-ish, see :func:`default_rate`."""
+    """Initial OMD step ``eta`` (adapted as it runs); default :func:`default_rate`."""
 
 
 def default_rate(tau: float) -> float:
@@ -78,6 +82,7 @@ def _omd(game: Game, theta: ThetaLike, cfg: ExactConfig, progress: Progress | No
 
         raise ConfigError("learner.learning_rate", f"needs learning_rate * temperature < 1, got "
                           f"{eta} * {tau}")
+    eta_max = 0.9 / tau if tau > 0 else 10.0 * eta
     pi = initial_policy(game)
     y = np.zeros_like(pi)
     mask = None if game.allowed is None else ~game.allowed
@@ -95,6 +100,10 @@ def _omd(game: Game, theta: ThetaLike, cfg: ExactConfig, progress: Progress | No
         if gap <= cfg.tolerance or k == cfg.max_iterations:
             converged = gap <= cfg.tolerance
             break
+        if len(history) > 1 and gap > 1.1 * history[-2]:
+            eta *= 0.5
+        else:
+            eta = min(eta * 1.05, eta_max)
         y = (1 - eta * tau) * y + eta * ev.Q
         if mask is not None:
             y[:, mask] = -np.inf

@@ -1,0 +1,3 @@
+from crowdsteer.cli import app
+
+app(prog_name="crowdsteer")

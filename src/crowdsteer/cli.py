@@ -1,0 +1,104 @@
+"""The ``crowdsteer`` command line: parse, load config, call the library, print."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, Iterator
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from crowdsteer.errors import CrowdsteerError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="crowdsteer: steer self-interested learning agents to efficient equilibria.\n\n"
+    "Examples:\n\n  crowdsteer solve examples/solve.yaml --out runs/solve",
+)
+console = Console(stderr=True)
+
+
+@app.callback()
+def _root() -> None:
+    """crowdsteer: steer self-interested learning agents to efficient equilibria."""
+
+
+def fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@contextmanager
+def clean_errors() -> Iterator[None]:
+    """Turn library errors into one line and exit code 2; never a traceback."""
+    try:
+        yield
+    except CrowdsteerError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        console.print("interrupted; what was finished is saved")
+        raise typer.Exit(130) from None
+    except OSError as exc:
+        fail(f"{getattr(exc, 'filename', '') or ''}: {exc.strerror or exc}".lstrip(": "))
+
+
+@contextmanager
+def progress_bar(label: str, total: int, metric: str) -> Iterator[Callable[[int, float], None]]:
+    """A rich progress bar; yields a callback ``(iteration, value)``."""
+    quiet = not sys.stderr.isatty()
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total}"),
+                  TextColumn(f"{metric} {{task.fields[value]}}"), TimeElapsedColumn(),
+                  console=console, disable=quiet, transient=False) as bar:
+        task = bar.add_task(label, total=total, value="-")
+
+        def update(k: int, value: float) -> None:
+            bar.update(task, completed=k, value=f"{value:.3g}")
+
+        yield update
+
+
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Run folder to write.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite a folder holding another run.")]
+
+
+@app.command()
+def solve(
+    config: Annotated[Path, typer.Argument(help="YAML config with sections seed, game, learner.")],
+    out: OutOpt = Path("runs/solve"),
+    force: ForceOpt = False,
+) -> None:
+    """Solve a game: write summary.json, mu.npy, pi.npy and mu.png to --out.
+
+    Example: crowdsteer solve examples/solve.yaml --out runs/solve
+    """
+    from crowdsteer import rundir
+    from crowdsteer import solve as solve_mod
+    from crowdsteer.config import load_config
+
+    with clean_errors():
+        cfg = load_config(config)
+        out = rundir.prepare(out, force=force)
+        learner = cfg["learner"]
+        with progress_bar(f"solving ({learner.name})", learner.max_iterations,
+                          "exploitability" if learner.name == "exact" else "change") as bar:
+            result = solve_mod.solve(cfg, progress=bar)
+        solve_mod.write(result, out)
+        s = result.solution
+        status = "converged" if s.converged else "did NOT converge (max_iterations reached)"
+        typer.echo(f"{status} in {s.iterations} iterations, {s.seconds:.2f} s; "
+                   f"exploitability {s.exploitability:.3g}, welfare {result.welfare:.6g}")
+        typer.echo(f"wrote {out}/summary.json, mu.npy, pi.npy, mu.png")
+
+
+def main(argv: list[str] | None = None) -> Any:
+    return app(argv)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,189 @@
+"""Typed configs and YAML loading.
+
+A config file has sections; each named section (``game``, ``learner``, and, for the
+meta-agent, ``modifier``, ``objective``, ``optimiser``) holds a ``name`` that picks a
+registered implementation whose own pydantic model (``extra="forbid"``) validates the
+rest. Every error becomes one :class:`~crowdsteer.errors.ConfigError` naming the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from crowdsteer.config_base import validate
+from crowdsteer.errors import ConfigError
+from crowdsteer.registry import Registry, unknown_name_message
+
+
+@dataclass(frozen=True)
+class Section:
+    """A named config section dispatched through a registry."""
+
+    registry: Registry
+    default: str | None
+    """Name used when the section or its ``name`` is missing (``None``: section required)."""
+
+
+_SECTIONS: dict[str, Section] = {}
+_PLAIN: dict[str, type[BaseModel]] = {}
+
+
+def section(key: str, registry: Registry, default: str | None) -> None:
+    """Declare a named section; its registry's builders carry a ``.config`` model."""
+    _SECTIONS[key] = Section(registry, default)
+
+
+def plain_section(key: str, model: type[BaseModel]) -> None:
+    """Declare a section validated by one model (no ``name`` dispatch)."""
+    _PLAIN[key] = model
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated configuration.
+
+    Attributes
+    ----------
+    seed
+        Seed of the run's ``np.random.Generator``.
+    sections
+        Validated model of each section present (or defaulted), by section key.
+    base_dir
+        Folder that relative file paths in the config are read from.
+    """
+
+    seed: int = 0
+    sections: dict[str, BaseModel] = field(default_factory=dict)
+    base_dir: Path = Path(".")
+
+    def __getitem__(self, key: str) -> Any:
+        return self.sections.get(key)
+
+    def resolved(self) -> dict[str, Any]:
+        """Plain dict with every default filled in (for ``config.yaml`` in a run folder)."""
+        out: dict[str, Any] = {"seed": self.seed}
+        for key, model in self.sections.items():
+            out[key] = model.model_dump(mode="json", exclude_none=True)
+        return out
+
+    def replace(self, key: str, model: BaseModel) -> "Config":
+        return Config(self.seed, {**self.sections, key: model}, self.base_dir)
+
+
+def _ensure_sections() -> None:
+    # Importing these registers their sections; kept lazy to avoid import cycles.
+    import crowdsteer.games  # noqa: F401
+    import crowdsteer.learners  # noqa: F401
+
+    try:
+        import crowdsteer.metaagent  # noqa: F401  (modifier, objective, optimiser sections)
+    except ModuleNotFoundError as exc:  # pragma: no cover - during early development only
+        if exc.name != "crowdsteer.metaagent":
+            raise
+
+
+def parse_yaml(text: str, source: str = "config") -> dict[str, Any]:
+    """Parse YAML text into a mapping; syntax errors name the line."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(source, f"malformed YAML at {where}{problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, f"the top level must be a mapping of sections, got "
+                          f"{type(data).__name__}")
+    return data
+
+
+def load_config(source: str | Path | dict[str, Any], base_dir: Path | None = None,
+                required: tuple[str, ...] = ("game",)) -> Config:
+    """Load and validate a config from a YAML path or a dict.
+
+    Parameters
+    ----------
+    source
+        Path to a YAML file, or an already parsed mapping.
+    base_dir
+        Folder for relative paths; defaults to the YAML file's folder (or the cwd).
+    required
+        Sections that must be present.
+    """
+    _ensure_sections()
+    if isinstance(source, dict):
+        data = dict(source)
+        base = base_dir or Path.cwd()
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError("config", f"file not found: {path}")
+        data = parse_yaml(path.read_text(), str(path))
+        base = base_dir or path.parent.resolve()
+    allowed = ["seed", *_SECTIONS, *_PLAIN]
+    for key in data:
+        if key not in allowed:
+            raise ConfigError(str(key), "unknown section: " + unknown_name_message(key, allowed))
+    for key in required:
+        if key not in data:
+            raise ConfigError(key, "this section is required")
+    seed = data.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError("seed", f"must be a whole number >= 0, got {seed!r}")
+    sections: dict[str, BaseModel] = {}
+    for key, spec in _SECTIONS.items():
+        if key not in data and spec.default is None:
+            continue
+        sections[key] = validate_section(key, data.get(key))
+    for key, model in _PLAIN.items():
+        if key in data:
+            sections[key] = validate(model, data[key], key)
+    return Config(seed, sections, base)
+
+
+def validate_section(key: str, raw: Any) -> BaseModel:
+    """Validate one named section (``raw`` may be ``None`` for defaults)."""
+    _ensure_sections()
+    spec = _SECTIONS[key]
+    if raw is None:
+        raw = {}
+    if isinstance(raw, str):
+        raw = {"name": raw}
+    if not isinstance(raw, dict):
+        raise ConfigError(key, f"expected a mapping with a 'name', got {type(raw).__name__}")
+    name = raw.get("name", spec.default)
+    if name is None:
+        raise ConfigError(f"{key}.name", f"missing; allowed: {', '.join(spec.registry.names())}")
+    builder = spec.registry.get(str(name), f"{key}.name")
+    return validate(builder.config, {**raw, "name": name}, key)
+
+
+def build(config: Config, key: str, **kwargs: Any) -> Any:
+    """Build the implementation a section names from its validated model."""
+    _ensure_sections()
+    model = config[key]
+    if model is None:
+        raise ConfigError(key, "this section is required")
+    return _SECTIONS[key].registry.get(model.name, f"{key}.name")(model, **kwargs)
+
+
+def build_game(config: Config) -> Any:
+    return build(config, "game", base_dir=config.base_dir)
+
+
+def _register_core() -> None:
+    from crowdsteer.games.base import games
+    from crowdsteer.learners.base import learners
+
+    section("game", games, "crowd")
+    section("learner", learners, "exact")
+
+
+_register_core()
