@@ -78,7 +78,7 @@ def solve(
     Example: crowdsteer solve examples/solve.yaml --out runs/solve
     """
     from crowdsteer import rundir
-    from crowdsteer import solve as solve_mod
+    from crowdsteer import solving as solve_mod
     from crowdsteer.config import load_config
 
     with clean_errors():
@@ -102,3 +102,53 @@ def main(argv: list[str] | None = None) -> Any:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="YAML config: seed, game, learner, modifier, "
+                                           "objective, optimiser.")],
+    out: OutOpt = Path("runs/run"),
+    resume: Annotated[bool, typer.Option("--resume", help="Continue a killed run in --out.")] = False,
+    force: ForceOpt = False,
+) -> None:
+    """Run the meta-agent: learn the reward modifier that steers the agents.
+
+    Writes study.db and evaluations.csv as it goes; result.json, best_mu.npy,
+    config.yaml and report.html at the end.
+
+    Example: crowdsteer run examples/oneshot.yaml --out runs/oneshot
+    """
+    from crowdsteer import metaagent
+    from crowdsteer.config import load_config
+
+    with clean_errors():
+        cfg = load_config(config, required=("game", "modifier"))
+        opt = cfg["optimiser"] or metaagent.OptimiserConfig()
+        with progress_bar("meta-agent", 1 + opt.evaluations, "best J") as bar:
+            result = metaagent.run(cfg, out, resume=resume, force=force,
+                                   progress=lambda done, total, best: bar(done, best if best
+                                                                          is not None else float("nan")))
+        b, o = result.baseline, result.best
+        typer.echo(f"baseline (w = 0): J = {b.objective:.6g}  exploitability {b.exploitability:.2g}")
+        typer.echo(f"best (trial {result.best_trial}): J = {o.objective:.6g}  exploitability "
+                   f"{o.exploitability:.2g}  after {result.evaluations} evaluations, "
+                   f"{result.seconds:.1f} s")
+        if result.kl_floor is not None:
+            typer.echo(f"finite-N floor of the empirical KL: about {result.kl_floor:.3g} nats")
+        typer.echo(f"wrote {out}/result.json, evaluations.csv, best_mu.npy, report.html")
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="A run folder written by `run`.")]) -> None:
+    """(Re)write run_dir/report.html from the saved results.
+
+    Example: crowdsteer report runs/oneshot
+    """
+    from crowdsteer.report.html import write_report
+
+    with clean_errors():
+        if not (run_dir / "result.json").is_file():
+            fail(f"{run_dir}: no result.json here; run `crowdsteer run` first")
+        path = write_report(run_dir)
+        typer.echo(f"wrote {path}")

@@ -28,22 +28,54 @@ def heatmap_grid(rows: Sequence[tuple[str, Array]], path: Path, title: str | Non
     """
     rows = [(label, _as_grid(np.asarray(a, dtype=float))) for label, a in rows]
     T = max(a.shape[0] for _, a in rows)
-    n = len(rows)
-    fig, axes = plt.subplots(n, T, figsize=(2.6 * T + 0.8, 2.4 * n + 0.4), squeeze=False)
     vmax = max(float(np.nanmax(a)) for _, a in rows) if shared_scale else None
     vmin = min(float(np.nanmin(a)) for _, a in rows) if shared_scale else None
+    return _heatmaps(rows, path, range(T), title=title, cmap=cmap, vmin=vmin, vmax=vmax)
+
+
+def heatmap_columns(rows: Sequence[tuple[str, Array]], path: Path, times: Sequence[int],
+                    title: str | None = None, cmap: str = "viridis",
+                    vmin: float | None = None, vmax: float | None = None) -> Path:
+    """Like :func:`heatmap_grid`, but only the 0-based time steps ``times``, on fixed limits.
+
+    Columns are labelled with their true step ``t = times[k] + 1``, so a long horizon can be
+    shown at a few chosen steps (see :func:`select_times`).
+    """
+    rows = [(label, _as_grid(np.asarray(a, dtype=float))) for label, a in rows]
+    return _heatmaps(rows, path, list(times), title=title, cmap=cmap, vmin=vmin, vmax=vmax)
+
+
+def select_times(T: int, max_columns: int) -> Array:
+    """At most ``max_columns`` 0-based steps out of ``T``, evenly spaced, first and last kept.
+
+    >>> select_times(4, 6).tolist()
+    [0, 1, 2, 3]
+    >>> select_times(100, 5).tolist()
+    [0, 25, 50, 74, 99]
+    """
+    if T <= max_columns:
+        return np.arange(T)
+    return np.unique(np.round(np.linspace(0, T - 1, max_columns)).astype(int))
+
+
+def _heatmaps(rows: Sequence[tuple[str, Array]], path: Path, times: Sequence[int],
+              title: str | None, cmap: str, vmin: float | None, vmax: float | None) -> Path:
+    """Draw ``(label, (T, h, w))`` rows at the 0-based steps ``times``."""
+    times = list(times)
+    n, C = len(rows), len(times)
+    fig, axes = plt.subplots(n, C, figsize=(2.6 * C + 0.8, 2.4 * n + 0.4), squeeze=False)
     for r, (label, a) in enumerate(rows):
-        for t in range(T):
-            ax = axes[r, t]
+        for c, t in enumerate(times):
+            ax = axes[r, c]
             ax.set_xticks([])
             ax.set_yticks([])
             if t >= a.shape[0]:
                 ax.axis("off")
                 continue
             im = ax.imshow(a[t], cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
-            if r == 0 and T > 1:
+            if r == 0 and C > 1:
                 ax.set_title(f"t = {t + 1}", fontsize=9)
-            if t == 0:
+            if c == 0:
                 ax.set_ylabel(label, fontsize=9)
         fig.colorbar(im, ax=list(axes[r]), shrink=0.8)
     if title:
@@ -83,3 +115,140 @@ def line_plot(series: Sequence[tuple[str, Array, Array]], path: Path, xlabel: st
     fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def modifier_heatmap(theta: Array, path: Path, title: str | None = None,
+                     times: Sequence[int] | None = None) -> Path:
+    """The modifier field ``Theta`` as heat maps on a diverging scale centred at 0.
+
+    Parameters
+    ----------
+    theta
+        ``(T, height, width)`` (or ``(T, n)``, drawn as strips).
+    path
+        Where to write the PNG.
+    times
+        0-based steps to draw; all by default.
+
+    Red is a bonus, blue a toll; the scale is symmetric, ``[-max|Theta|, max|Theta|]``, so
+    white is exactly zero.
+    """
+    theta = _as_grid(np.asarray(theta, dtype=float))
+    finite = np.abs(theta[np.isfinite(theta)])
+    limit = float(finite.max()) if finite.size else 0.0
+    limit = limit if limit > 0 else 1.0  # an all-zero field still gets a valid scale
+    times = range(theta.shape[0]) if times is None else times
+    return _heatmaps([("Theta", theta)], path, list(times), title=title, cmap="RdBu_r",
+                     vmin=-limit, vmax=limit)
+
+
+def best_so_far(J: Array, direction: str) -> Array:
+    """Running best of ``J`` (``(n,)``, NaN for failed evaluations), NaN until the first value.
+
+    >>> best_so_far(np.array([np.nan, 3.0, 1.0, np.nan, 2.0]), "minimize").tolist()
+    [nan, 3.0, 1.0, 1.0, 1.0]
+    >>> best_so_far(np.array([1.0, 3.0, 2.0]), "maximize").tolist()
+    [1.0, 3.0, 3.0]
+    """
+    J = np.asarray(J, dtype=float)
+    if direction not in ("minimize", "maximize"):
+        raise ValueError(f"direction must be 'minimize' or 'maximize', not {direction!r}")
+    # fmin/fmax skip NaN, so a failed evaluation carries the best forward
+    ufunc = np.fmin if direction == "minimize" else np.fmax
+    return ufunc.accumulate(J) if J.size else J
+
+
+def objective_trace(J: Array, path: Path, direction: str, ylabel: str,
+                    baseline: float | None = None, floor: float | None = None,
+                    best_index: int | None = None, logy: bool = False,
+                    title: str | None = None) -> Path:
+    """Each evaluation's ``J`` as a point and the best so far as a line, against evaluation 1..n.
+
+    Parameters
+    ----------
+    J
+        ``(n,)`` objective per evaluation in order; NaN marks a failed evaluation (drawn as a
+        red cross on the x axis).
+    direction
+        ``minimize`` or ``maximize``: which way "best" goes.
+    baseline
+        ``J`` with the modifier off (``w = 0``), drawn as a dotted horizontal line.
+    floor
+        A level no estimate can go below (the finite-N floor of the empirical KL), dashed.
+    best_index
+        0-based position of the reported best evaluation, drawn as a star.
+    logy
+        Log scale; the caller checks every drawn value is positive.
+    """
+    J = np.asarray(J, dtype=float)
+    x = np.arange(1, J.size + 1)
+    ok = np.isfinite(J)
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    ax.plot(x[ok], J[ok], "o", ms=3.5, alpha=0.55, color="tab:blue", label="evaluation")
+    ax.plot(x, best_so_far(J, direction), "-", lw=1.8, color="tab:blue", drawstyle="steps-post",
+            label="best so far")
+    if baseline is not None and np.isfinite(baseline):
+        ax.axhline(baseline, ls=":", lw=1.4, color="tab:gray", label="baseline (w = 0)")
+    if floor is not None and np.isfinite(floor):
+        ax.axhline(floor, ls="--", lw=1.2, color="tab:red", label="finite-N floor")
+    if best_index is not None and 0 <= best_index < J.size and ok[best_index]:
+        ax.plot([x[best_index]], [J[best_index]], "*", ms=13, color="tab:orange", mec="black",
+                mew=0.6, label="best", zorder=5)
+    if not ok.all():
+        # failures have no J: mark them on the x axis, whatever the y scale
+        ax.plot(x[~ok], np.zeros((~ok).sum()), "x", color="tab:red", ms=6, clip_on=False,
+                transform=ax.get_xaxis_transform(), label="failed", zorder=5)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel("evaluation")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    path = Path(path)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def write_reproduction_plot(curves: Sequence[Array], path: Path, label: str,
+                            direction: str) -> Path:
+    """Mean best-so-far curve over several runs, with a shaded min-max band.
+
+    Parameters
+    ----------
+    curves
+        One ``(n_k,)`` array of per-evaluation ``J`` per run (NaN for failed evaluations);
+        lengths may differ. At evaluation ``i`` the mean and band are taken over the runs that
+        have a best-so-far value there (a run that stopped early, or has not yet finished an
+        evaluation, drops out).
+    path
+        Where to write the PNG.
+    label
+        What ``J`` is, for the y axis (e.g. ``"J (kl)"``).
+    direction
+        ``minimize`` or ``maximize``.
+
+    The y axis is logarithmic (``symlog``) when every value is positive and they span at
+    least two decades, as KL curves do.
+    """
+    if not curves:
+        raise ValueError("write_reproduction_plot needs at least one curve")
+    n = max(len(c) for c in curves)
+    best = np.full((len(curves), n), np.nan)
+    for k, c in enumerate(curves):
+        best[k, :len(c)] = best_so_far(np.asarray(c, dtype=float), direction)
+    ok = np.isfinite(best)
+    count = ok.sum(axis=0)
+    has = count > 0
+    mean = np.where(has, np.where(ok, best, 0.0).sum(axis=0) / np.maximum(count, 1), np.nan)
+    lo = np.where(has, np.where(ok, best, np.inf).min(axis=0), np.nan)
+    hi = np.where(has, np.where(ok, best, -np.inf).max(axis=0), np.nan)
+    values = best[ok]
+    logy = bool(values.size and values.min() > 0 and values.max() >= 100 * values.min())
+    x = np.arange(1, n + 1)
+    runs = f"{len(curves)} run" + ("s" if len(curves) != 1 else "")
+    return line_plot([(label, x, mean)], path, xlabel="evaluation", ylabel=label,
+                     title=f"best so far: mean over {runs}, min-max band", logy=logy,
+                     bands=[(x, lo, hi)])

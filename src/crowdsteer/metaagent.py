@@ -1,0 +1,410 @@
+"""The meta-agent: the inner-outer loop.
+
+For a candidate ``w`` the agents learn in the game modified by ``Theta(.; w)`` until
+they reach equilibrium (inner loop, a registered learner); the meta-agent sees only
+the outcome ``J(w, pi)`` and picks the next ``w`` with a black-box optimiser (outer
+loop, an Optuna study). In steps:
+
+1. evaluate ``w = 0`` (the agents left alone) as the baseline;
+2. ask the optimiser for ``q`` candidates; for each, solve the modified game
+   ``repeats`` times (seeds shared by every candidate: common random numbers) and
+   average J;
+3. tell the study; the study (SQLite by default) commits every finished evaluation,
+   which is what makes ``resume`` and crash safety work;
+4. at the end, re-solve at the baseline and the best ``w`` (deterministic for a seed)
+   and save distributions, modifier and a report.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import yaml
+
+from crowdsteer import rundir
+from crowdsteer.config import Config, build, build_game, load_config, plain_section, section
+from crowdsteer.equilibrium import state_before
+from crowdsteer.errors import ConfigError, CrowdsteerError
+from crowdsteer.games.base import theta_at
+from crowdsteer.learners.base import Solution
+from crowdsteer.modifiers import modifiers
+from crowdsteer.objectives import Payoff, build as build_objective, kl_floor
+from crowdsteer.objectives import ObjectiveConfig
+from crowdsteer.optimisers import (
+    OptimiserConfig, distributions, make_sampler, param_names,
+)
+from crowdsteer.solving import grid
+
+Array = np.ndarray
+STUDY = "crowdsteer"
+
+section("modifier", modifiers, "power_series")
+plain_section("objective", ObjectiveConfig)
+plain_section("optimiser", OptimiserConfig)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One evaluation of ``w``: J and the diagnostics every trial keeps.
+
+    Attributes
+    ----------
+    objective
+        J, averaged over the repeats.
+    objective_std
+        Spread (standard deviation) of J over the repeats.
+    exploitability
+        Largest exploitability over the repeats (certificate of the inner solve).
+    net_transfer
+        Sum over agents and time of Theta paid out (mean field; <= 0 is budget-feasible).
+    """
+
+    w: list[float]
+    objective: float
+    objective_std: float
+    kl: float | None
+    welfare: float
+    maxmin: float
+    exploitability: float
+    net_transfer: float
+    seconds: float
+    converged: bool
+    iterations: int
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything built from a config, once per process."""
+
+    config: Config
+    game: Any
+    learner: Any
+    modifier: Any
+    objective: Payoff
+    optimiser: OptimiserConfig
+    tau: float
+
+
+def setup(config: Config) -> Setup:
+    game = build_game(config)
+    learner = build(config, "learner")
+    modifier = build(config, "modifier", game=game)
+    obj_cfg = config["objective"] or ObjectiveConfig(name="welfare")
+    objective = build_objective(obj_cfg, game, config.base_dir)
+    opt = config["optimiser"] or OptimiserConfig()
+    lo, hi = config["modifier"].bounds
+    if not lo <= 0 <= hi:
+        raise ConfigError("modifier.bounds", f"must contain 0 so that the agents left alone "
+                          f"(w = 0) are the baseline; got [{lo}, {hi}]")
+    return Setup(config, game, learner, modifier, objective, opt,
+                 getattr(config["learner"], "temperature", 0.0))
+
+
+def net_transfer(game: Any, sol: Solution, theta: Any) -> float:
+    """``sum_t sum_{s,a} m_t(s) pi_t(s, a) Theta_t(s, a; mu_t)`` with ``m_t`` the mass before step t."""
+    before = state_before(game, sol.mu)
+    total = 0.0
+    for t in range(game.T):
+        th = theta_at(theta, t, sol.mu[t], (game.S, game.A))
+        total += float(np.sum(before[t][:, None] * sol.pi[t] * th))
+    return total
+
+
+def solve_at(s: Setup, w: Array, repeat: int) -> Solution:
+    """One inner solve at ``w`` with the seed of ``repeat`` (shared by every ``w``)."""
+    rng = np.random.default_rng(np.random.SeedSequence([s.config.seed, repeat]))
+    return s.learner.solve(s.game, s.modifier.theta(w), rng=rng)
+
+
+def evaluate(s: Setup, w: Array) -> Outcome:
+    """Solve the modified game ``repeats`` times at ``w`` and measure J."""
+    start = time.perf_counter()
+    w = np.asarray(w, dtype=float)
+    theta = s.modifier.theta(w)
+    values, kls, wfs, mms, expl, nets, conv, its = [], [], [], [], [], [], [], []
+    for r in range(s.optimiser.repeats):
+        sol = solve_at(s, w, r)
+        m = s.objective.measure(s.game, sol, s.tau)
+        values.append(m.objective)
+        kls.append(m.kl)
+        wfs.append(m.welfare)
+        mms.append(m.maxmin)
+        expl.append(sol.exploitability)
+        nets.append(net_transfer(s.game, sol, theta))
+        conv.append(sol.converged)
+        its.append(sol.iterations)
+    if not np.all(np.isfinite(values)):
+        raise FloatingPointError("the objective is NaN or infinite")
+    return Outcome(
+        w=w.tolist(), objective=float(np.mean(values)), objective_std=float(np.std(values)),
+        kl=None if kls[0] is None else float(np.mean(kls)), welfare=float(np.mean(wfs)),
+        maxmin=float(np.mean(mms)), exploitability=float(np.max(expl)),
+        net_transfer=float(np.mean(nets)), seconds=time.perf_counter() - start,
+        converged=bool(all(conv)), iterations=int(max(its)))
+
+
+_CACHE: dict[str, Setup] = {}
+
+
+def evaluate_task(task: tuple[dict[str, Any], str, list[float]]) -> Outcome:
+    """Picklable entry point for executors: ``(resolved config, base_dir, w)``."""
+    raw, base_dir, w = task
+    key = json.dumps(raw, sort_keys=True) + base_dir
+    if key not in _CACHE:
+        _CACHE[key] = setup(load_config(raw, Path(base_dir)))
+    return evaluate(_CACHE[key], np.asarray(w))
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a meta-agent run found.
+
+    Attributes
+    ----------
+    baseline, best
+        Outcomes at ``w = 0`` and at the best ``w``.
+    evaluations
+        Finished evaluations (baseline included).
+    history
+        J of every finished evaluation, in order (``nan`` for failed ones).
+    """
+
+    baseline: Outcome
+    best: Outcome
+    best_trial: int
+    evaluations: int
+    direction: str
+    history: tuple[float, ...]
+    seconds: float
+    out: Path | None = None
+    kl_floor: float | None = None
+    best_mu: Array | None = field(default=None, repr=False)
+    baseline_mu: Array | None = field(default=None, repr=False)
+
+
+def _attrs(o: Outcome) -> dict[str, Any]:
+    d = asdict(o)
+    d.pop("w")
+    return d
+
+
+def _outcome(trial: optuna.trial.FrozenTrial, n: int) -> Outcome:
+    a = trial.user_attrs
+    w = [trial.params[k] for k in param_names(n)]
+    return Outcome(w=w, **{k: a[k] for k in Outcome.__dataclass_fields__ if k != "w"})
+
+
+def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Trials that count as evaluations: complete, or failed for a reason other than a kill."""
+    return [t for t in study.get_trials(deepcopy=False)
+            if t.state == optuna.trial.TrialState.COMPLETE
+            or (t.state == optuna.trial.TrialState.FAIL and not t.user_attrs.get("interrupted"))]
+
+
+def _feasible(t: optuna.trial.FrozenTrial, constrained: bool) -> bool:
+    return not constrained or t.user_attrs.get("net_transfer", 0.0) <= 1e-9
+
+
+def _best(study: optuna.Study, direction: str, constrained: bool) -> optuna.trial.FrozenTrial:
+    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if _feasible(t, constrained)]
+    key = (lambda t: t.value) if direction == "minimize" else (lambda t: -t.value)
+    return min(done, key=key)
+
+
+def write_evaluations(study: optuna.Study, n: int, path: Path) -> None:
+    """evaluations.csv: one row per finished evaluation, in order."""
+    names = param_names(n)
+    cols = ["trial", "state", "J", "J_std", "kl", "welfare", "maxmin", "exploitability",
+            "net_transfer", "seconds", "error", *names]
+    buf = io.StringIO()
+    wr = csv.writer(buf, lineterminator="\n")
+    wr.writerow(cols)
+    for t in _finished(study):
+        a = t.user_attrs
+        wr.writerow([t.number, t.state.name, "" if t.value is None else repr(t.value),
+                     *(_fmt(a.get(k)) for k in ("objective_std", "kl", "welfare", "maxmin",
+                                                "exploitability", "net_transfer", "seconds")),
+                     a.get("error", ""), *(repr(t.params[k]) for k in names)])
+    rundir.atomic_write(path, buf.getvalue().encode())
+
+
+def _fmt(x: Any) -> str:
+    return "" if x is None else repr(float(x))
+
+
+def _open_study(s: Setup, out: Path | None, resume: bool) -> optuna.Study:
+    direction = s.objective.direction
+    url = s.optimiser.storage
+    if url is None and out is not None:
+        url = f"sqlite:///{(out / 'study.db').resolve()}"
+    storage: Any = optuna.storages.InMemoryStorage() if url is None else url
+    if resume:
+        try:
+            return optuna.load_study(study_name=STUDY, storage=storage)
+        except KeyError:
+            raise ConfigError("--resume", f"no study to resume in {url}") from None
+    return optuna.create_study(study_name=STUDY, storage=storage, direction=direction)
+
+
+def run(config: Config | dict | str | Path, out: Path | str | None = None, resume: bool = False,
+        force: bool = False, progress: Any = None, executor: Any = None) -> RunResult:
+    """Run the meta-agent; the Python API of ``crowdsteer run``.
+
+    Parameters
+    ----------
+    config
+        A :class:`Config`, a dict, or a YAML path.
+    out
+        Run folder (``None``: keep the study in memory and write nothing).
+    resume
+        Continue the study in ``out`` without repeating finished evaluations.
+    progress
+        Callback ``(done, total, best_J)`` after each finished evaluation.
+    executor
+        Where evaluations run (default: in process).
+    """
+    start = time.perf_counter()
+    if not isinstance(config, Config):
+        config = load_config(config, required=("game", "modifier"))
+    if config["modifier"] is None:
+        raise ConfigError("modifier", "this section is required for a meta-agent run")
+    s = setup(config)
+    resolved = config.resolved()
+    if out is not None:
+        out = rundir.prepare(Path(out), force=force, resume=resume)
+        saved = out / "config.yaml"
+        if resume and saved.exists():
+            if yaml.safe_load(saved.read_text()) != json.loads(json.dumps(resolved)):
+                raise ConfigError("--resume", f"the config differs from the one the run in {out} "
+                                  "started with (config.yaml); resume with that config")
+        else:
+            rundir.atomic_write(saved, yaml.safe_dump(resolved, sort_keys=False).encode())
+    study = _open_study(s, out, resume)
+    n = s.modifier.n_params
+    dists = distributions(n, config["modifier"].bounds)
+    names = param_names(n)
+    opt = s.optimiser
+    constrained = opt.constraint == "budget"
+    constraints = (lambda t: [t.user_attrs.get("net_transfer", 0.0)]) if constrained else None
+    total = 1 + opt.evaluations
+    if executor is None:
+        from crowdsteer.executors import Serial
+
+        executor = Serial()
+
+    # A killed run leaves trials RUNNING: mark them, and ask the same w again first.
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
+        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+        study.enqueue_trial(dict(t.params), user_attrs={"requeued_from": t.number})
+    if not study.trials:
+        study.enqueue_trial({k: 0.0 for k in names}, user_attrs={"baseline": True})
+
+    task_base = (resolved, str(config.base_dir))
+    while (done := len(_finished(study))) < total:
+        q = min(opt.batch, total - done)
+        trials = []
+        for _ in range(q):
+            index = len(_finished(study)) + len(trials)
+            study.sampler = make_sampler(opt, config.seed, index, constraints)
+            trials.append(study.ask(dists))
+        ws = [[t.params[k] for k in names] for t in trials]
+        results = executor.map(evaluate_task, [(*task_base, w) for w in ws])
+        for trial, res in zip(trials, results):
+            if isinstance(res, Outcome):
+                for k, v in _attrs(res).items():
+                    trial.set_user_attr(k, v)
+                study.tell(trial, res.objective)
+            else:
+                trial.set_user_attr("error", _reason(res))
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        if out is not None:
+            write_evaluations(study, n, out / "evaluations.csv")
+        if progress is not None:
+            best = _best_or_none(study, s.objective.direction, constrained)
+            progress(len(_finished(study)), total, best)
+
+    return finish(s, study, out, constrained, time.perf_counter() - start)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".strip()
+
+
+def _best_or_none(study: optuna.Study, direction: str, constrained: bool) -> float | None:
+    try:
+        return float(_best(study, direction, constrained).value)
+    except ValueError:
+        return None
+
+
+def finish(s: Setup, study: optuna.Study, out: Path | None, constrained: bool,
+           seconds: float) -> RunResult:
+    n = s.modifier.n_params
+    direction = s.objective.direction
+    base_trial = next(t for t in study.trials if t.user_attrs.get("baseline"))
+    if base_trial.state != optuna.trial.TrialState.COMPLETE:
+        raise CrowdsteerError(f"the baseline (w = 0) failed: {base_trial.user_attrs.get('error')}")
+    best_trial = _best(study, direction, constrained)
+    baseline, best = _outcome(base_trial, n), _outcome(best_trial, n)
+    # Re-solve (deterministic for the seed) to get the distributions to save and plot.
+    mu_base = solve_at(s, np.zeros(n), 0)
+    mu_best = solve_at(s, np.asarray(best.w), 0)
+
+    def shown(sol: Solution) -> Array:
+        return sol.mu_sample if sol.mu_sample is not None else sol.mu
+
+    floor = None
+    agents = mu_best.agents
+    if agents and s.objective.target is not None:
+        floor = kl_floor(s.game.S, agents, s.game.T)
+    history = tuple(float("nan") if t.value is None else float(t.value) for t in _finished(study))
+    result = RunResult(baseline, best, best_trial.number, len(history), direction, history,
+                       seconds, out, floor, shown(mu_best), shown(mu_base))
+    if out is not None:
+        g = s.game
+        rundir.save_npy(out / "baseline_mu.npy", grid(g, shown(mu_base)))
+        rundir.save_npy(out / "best_mu.npy", grid(g, shown(mu_best)))
+        rundir.save_npy(out / "best_theta.npy", grid(g, np.asarray(s.modifier.field(np.asarray(best.w)))))
+        if s.objective.target is not None:
+            rundir.save_npy(out / "target.npy", grid(g, s.objective.target))
+        rundir.write_json(out / "result.json", result_json(s, result))
+        write_evaluations(study, n, out / "evaluations.csv")
+        try:
+            from crowdsteer.report.html import write_report
+
+            write_report(out)
+        except ImportError:  # pragma: no cover - report module not installed
+            pass
+    return result
+
+
+def _summary(o: Outcome) -> dict[str, Any]:
+    return {"w": o.w, "objective": o.objective, "objective_std": o.objective_std, "kl": o.kl,
+            "welfare": o.welfare, "maxmin": o.maxmin, "exploitability": o.exploitability,
+            "net_transfer": o.net_transfer, "seconds": o.seconds}
+
+
+def result_json(s: Setup, r: RunResult) -> dict[str, Any]:
+    cfg = s.config
+    return {
+        "objective": {"name": s.objective.name, "direction": r.direction},
+        "baseline": _summary(r.baseline),
+        "best": {**_summary(r.best), "trial": r.best_trial},
+        "evaluations": r.evaluations,
+        "kl_floor": r.kl_floor,
+        "learner": cfg["learner"].name,
+        "modifier": cfg["modifier"].name,
+        "optimiser": s.optimiser.name,
+        "seconds": r.seconds,
+    }

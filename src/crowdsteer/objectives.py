@@ -1,0 +1,144 @@
+"""The meta-agent's payoff J(w, pi): KL to a target, social welfare, the worst-off agent.
+
+Every objective measures all three quantities (``kl`` only when a target is given)
+so a run can report them side by side; ``objective`` picks which one is J.
+With a model-free learner the distribution is that of the ``N`` simulated agents
+(``Solution.mu_sample``), so J is noisy, as in the paper; with ``exact`` it is the
+mean field.
+
+The empirical KL of ``N`` agents has a floor: even agents that sample exactly from
+the target give ``E[KL] ~ (S_+ - 1) / (2 N)`` nats per step (``S_+`` the support
+size; the bias of the plug-in estimator of the divergence, Miller 1955).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal, Protocol
+
+import numpy as np
+from pydantic import Field
+
+from crowdsteer.config_base import Strict, load_npy
+from crowdsteer.equilibrium import evaluate, welfare
+from crowdsteer.errors import ConfigError
+from crowdsteer.games.base import Game, reward_table
+from crowdsteer.games.crowd import FieldSpec, check_distribution, grid_field
+from crowdsteer.learners.base import Solution
+from crowdsteer.registry import Registry
+
+Array = np.ndarray
+
+
+def kl_divergence(p: Array, q: Array) -> Array:
+    """``KL(p || q)`` in nats along the last axis (``0 log 0 = 0``); ``q > 0`` where ``p > 0``.
+
+    >>> float(kl_divergence(np.array([0.5, 0.5]), np.array([0.5, 0.5])))
+    0.0
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, p * (np.log(p) - np.log(q)), 0.0)
+    return terms.sum(axis=-1)
+
+
+def kl_floor(S_plus: int, N: int, T: int) -> float:
+    """Expected empirical KL of ``N`` exact samples, summed over ``T`` steps: ``T (S+ - 1)/(2N)``."""
+    return T * (S_plus - 1) / (2 * N)
+
+
+class TargetSpec(FieldSpec):
+    """A target distribution: Gaussian ``bumps`` (per-step centers allowed) or a ``.npy`` ``file``
+    of shape ``(T, h, w)`` or ``(h, w)`` (``(T, S)``/``(S,)`` for games without a grid)."""
+
+    floor: Annotated[float, Field(ge=0, lt=1)] = 1e-6
+    """Added to bump targets, as a fraction of their peak, so no cell has zero mass."""
+
+
+class ObjectiveConfig(Strict):
+    """The ``objective`` section."""
+
+    name: Literal["kl", "welfare", "maxmin"] = "kl"
+    """``kl``: sum_t KL(mu_t || target_t), minimised; ``welfare``: sum of intrinsic rewards,
+    maximised; ``maxmin``: the worst-off agent's intrinsic return, maximised."""
+    target: TargetSpec | None = None
+    """Needed for ``kl``; optional otherwise (then kl is reported too)."""
+
+
+@dataclass(frozen=True)
+class Measure:
+    """What an outcome is worth to the meta-agent."""
+
+    objective: float
+    kl: float | None
+    welfare: float
+    maxmin: float
+
+
+class Objective(Protocol):
+    name: str
+    direction: str
+
+    def measure(self, game: Game, solution: Solution, tau: float) -> Measure: ...
+
+
+objectives: Registry[Callable[..., "Objective"]] = Registry("objective")
+
+
+class Payoff:
+    """Measures kl (if a target), welfare and maxmin; J is the one named."""
+
+    def __init__(self, name: str, target: Array | None) -> None:
+        self.name = name
+        self.direction = "minimize" if name == "kl" else "maximize"
+        self.target = target
+
+    def measure(self, game: Game, solution: Solution, tau: float = 0.0) -> Measure:
+        mu = solution.mu_sample if solution.mu_sample is not None else solution.mu
+        kl = None if self.target is None else float(kl_divergence(mu, self.target).sum())
+        wf = welfare(game, mu)
+        mm = worst_off(game, solution.pi, solution.mu)
+        value = {"kl": kl, "welfare": wf, "maxmin": mm}[self.name]
+        return Measure(float(value), kl, wf, mm)
+
+
+def worst_off(game: Game, pi: Array, mu: Array) -> float:
+    """Lowest intrinsic return ``V^pi_0(s)`` among occupied starting states (mean field)."""
+    V0 = evaluate(game, pi, reward_table(game, mu), 0.0).V[0]
+    return float(V0[game.mu0 > 0].min())
+
+
+def build_target(spec: TargetSpec, game: Game, base_dir: Path | None = None) -> Array:
+    """``(T, S)`` target, each step normalised; refuses NaN, negative or zero entries."""
+    field = "objective.target"
+    shape = getattr(game, "shape", None)
+    if shape is not None:
+        raw = grid_field(spec, game.T, shape[0], shape[1], field, base_dir)
+    else:
+        arr = load_npy(spec.file, f"{field}.file", base_dir) if spec.file else None
+        if arr is None:
+            raise ConfigError(field, "this game has no grid: give the target as a .npy 'file'")
+        if arr.shape == (game.S,):
+            arr = np.broadcast_to(arr, (game.T, game.S))
+        if arr.shape != (game.T, game.S):
+            raise ConfigError(f"{field}.file", f"shape {arr.shape}; allowed: ({game.T}, "
+                              f"{game.S}) or ({game.S},)")
+        raw = np.array(arr, dtype=float)
+    if spec.bumps is not None:
+        raw = raw + spec.floor * raw.max(axis=1, keepdims=True)
+    where = f"{field}.file" if spec.file else f"{field}.bumps"
+    return np.stack([check_distribution(raw[t], where, allow_zeros=False)
+                     for t in range(game.T)])
+
+
+def build(cfg: ObjectiveConfig, game: Game, base_dir: Path | None = None) -> Payoff:
+    if cfg.name == "kl" and cfg.target is None:
+        raise ConfigError("objective.target", "the kl objective needs a target distribution")
+    target = None if cfg.target is None else build_target(cfg.target, game, base_dir)
+    return Payoff(cfg.name, target)
+
+
+for _name in ("kl", "welfare", "maxmin"):
+    objectives.register(_name)(build)
+build.config = ObjectiveConfig  # type: ignore[attr-defined]

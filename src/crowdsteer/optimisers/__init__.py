@@ -1,0 +1,90 @@
+"""The meta-agent's black-box optimisers: Optuna samplers behind one ask/tell study.
+
+``bo`` (default) is Optuna's ``GPSampler``: a Gaussian-process prior (Matern 5/2 with
+automatic relevance determination), noise learned from the data
+(``deterministic_objective=False``) and log expected improvement, i.e. noise-aware
+Bayesian optimisation. ``cmaes`` is CMA-ES, ``tpe`` the tree-structured Parzen
+estimator, ``random`` uniform sampling in the box.
+
+A fresh sampler, seeded from the run's seed and the trial number, is made for every
+ask: the samplers keep their state in the study itself (CMA-ES in trial system
+attributes), so a resumed run asks exactly what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Annotated, Literal
+
+import numpy as np
+import optuna
+from pydantic import Field
+
+from crowdsteer.config_base import Strict
+from crowdsteer.registry import Registry
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+Constraints = Callable[[optuna.trial.FrozenTrial], Sequence[float]] | None
+
+
+class OptimiserConfig(Strict):
+    """The ``optimiser`` section."""
+
+    name: Literal["bo", "cmaes", "tpe", "random"] = "bo"
+    """``bo``: GP + noise-aware expected improvement; ``cmaes``; ``tpe``; ``random``."""
+    evaluations: Annotated[int, Field(gt=0)] = 40
+    """Evaluations after the baseline (w = 0)."""
+    initial: Annotated[int, Field(ge=1)] = 8
+    """Random evaluations before the model takes over."""
+    batch: Annotated[int, Field(gt=0)] = 1
+    """``q``: candidates asked and evaluated together."""
+    repeats: Annotated[int, Field(gt=0)] = 1
+    """``r``: seeds J is averaged over at each w (its spread is kept)."""
+    storage: str | None = None
+    """SQLAlchemy URL of the study (default: ``sqlite:///DIR/study.db``)."""
+    constraint: Literal["budget"] | None = None
+    """``budget``: require net transfers <= 0 as an optimiser constraint (bo, tpe)."""
+
+
+samplers: Registry[Callable[..., optuna.samplers.BaseSampler]] = Registry("optimiser")
+
+
+@samplers.register("bo")
+def _bo(cfg: OptimiserConfig, seed: int, constraints: Constraints) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.GPSampler(seed=seed, n_startup_trials=cfg.initial,
+                                     deterministic_objective=False, constraints_func=constraints)
+
+
+@samplers.register("cmaes")
+def _cmaes(cfg: OptimiserConfig, seed: int, constraints: Constraints) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=cfg.initial,
+                                        warn_independent_sampling=False)
+
+
+@samplers.register("tpe")
+def _tpe(cfg: OptimiserConfig, seed: int, constraints: Constraints) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.initial,
+                                      constraints_func=constraints)
+
+
+@samplers.register("random")
+def _random(cfg: OptimiserConfig, seed: int, constraints: Constraints) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def make_sampler(cfg: OptimiserConfig, seed: int, trial_number: int,
+                 constraints: Constraints = None) -> optuna.samplers.BaseSampler:
+    """The sampler for one ask, seeded by ``(seed, trial_number)``."""
+    sub = int(np.random.SeedSequence([seed, trial_number]).generate_state(1)[0])
+    return samplers.get(cfg.name, "optimiser.name")(cfg, sub, constraints)
+
+
+def param_names(n: int) -> list[str]:
+    """Parameter names in the study: ``w_0 .. w_{n-1}``."""
+    return [f"w_{i}" for i in range(n)]
+
+
+def distributions(n: int, bounds: tuple[float, float]) -> dict[str, optuna.distributions.FloatDistribution]:
+    lo, hi = bounds
+    return {name: optuna.distributions.FloatDistribution(lo, hi) for name in param_names(n)}
