@@ -1,0 +1,130 @@
+"""The meta-agent's inner-outer loop: reaching targets and optima, run folders, resume."""
+
+import csv
+import json
+
+import numpy as np
+import optuna
+import pytest
+from scipy.optimize import minimize
+
+import crowdsteer
+from crowdsteer.errors import ConfigError
+from crowdsteer.games.crowd import CrowdConfig, build
+from crowdsteer.optimisers import OptimiserConfig, distributions, make_sampler
+
+KL_RUN = {
+    "seed": 0,
+    "game": {"name": "crowd", "height": 2, "width": 2,
+             "congestion": {"kind": "log", "strength": 1.0},
+             "desirability": {"bumps": [{"center": [0, 0], "height": 1.0, "width": 1.0}]}},
+    "learner": {"name": "exact", "tolerance": 1e-9},
+    "modifier": {"name": "tabular", "bounds": [-3, 3]},
+    "objective": {"name": "kl", "target": {"bumps": [{"center": [1, 1], "width": 1.5}]}},
+    "optimiser": {"name": "bo", "evaluations": 40, "initial": 5},
+}
+
+
+def test_tabular_bo_drives_kl_to_the_target():
+    result = crowdsteer.run(KL_RUN)
+    assert result.baseline.objective > 0.05  # the agents alone are far from the target
+    assert result.best.objective < 1e-3
+    assert result.best.exploitability <= 1e-9
+
+
+def welfare_optimum(game):
+    """max_mu d.mu - c mu'K mu over the simplex (SciPy SLSQP; independent of the solver)."""
+    K, d, c = game.kernel_matrix(), game.d[0], game.c
+    res = minimize(lambda m: -(d @ m - c * m @ K @ m), np.full(game.S, 1 / game.S),
+                   method="SLSQP", bounds=[(0, 1)] * game.S,
+                   constraints=[{"type": "eq", "fun": lambda m: m.sum() - 1}],
+                   options={"ftol": 1e-14})
+    return -res.fun
+
+
+def test_welfare_reaches_the_optimum_where_agents_alone_fall_short():
+    # a 1 x 3 strip, crowding only in one's own cell: the equilibrium equalises d - c mu,
+    # the optimum d - 2 c mu (the agents ignore the cost they impose on others)
+    game_cfg = {"name": "crowd", "height": 1, "width": 3,
+                "congestion": {"kind": "kernel", "strength": 1.0, "radius": 0.0},
+                "desirability": {"bumps": [{"center": [0, 0], "height": 2.0, "width": 1.0}]}}
+    cfg = {"seed": 0, "game": game_cfg, "learner": {"name": "exact", "tolerance": 1e-9},
+           "modifier": {"name": "tabular", "bounds": [-3, 3]},
+           "objective": {"name": "welfare"},
+           "optimiser": {"name": "bo", "evaluations": 40, "initial": 5}}
+    best = welfare_optimum(build(CrowdConfig(**game_cfg)))
+    result = crowdsteer.run(cfg)
+    assert result.baseline.welfare < 0.97 * best  # the equilibrium is clearly inefficient
+    assert result.best.welfare >= 0.99 * best
+
+
+SMALL = {**KL_RUN, "optimiser": {"name": "bo", "evaluations": 6, "initial": 3}}
+
+
+def rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_run_folder_contents(tmp_path):
+    crowdsteer.run(SMALL, out=tmp_path / "r")
+    out = tmp_path / "r"
+    res = json.loads((out / "result.json").read_text())
+    for key in ("baseline", "best"):
+        for field in ("w", "objective", "kl", "welfare", "exploitability"):
+            assert field in res[key]
+    assert res["baseline"]["w"] == [0.0] * 4
+    assert res["evaluations"] == 7
+    assert np.load(out / "best_mu.npy").shape == (1, 2, 2)
+    assert (out / "config.yaml").exists() and (out / "study.db").exists()
+    table = rows(out / "evaluations.csv")
+    assert len(table) == 7
+    assert float(table[0]["J"]) == pytest.approx(res["baseline"]["objective"])
+    best_j = min(float(r["J"]) for r in table)
+    assert res["best"]["objective"] == pytest.approx(best_j)
+
+
+class Kill(Exception):
+    pass
+
+
+def test_resume_repeats_nothing_and_matches_an_uninterrupted_run(tmp_path):
+    crowdsteer.run(SMALL, out=tmp_path / "full")
+
+    def stop_after_three(done, total, best):
+        if done == 3:
+            raise Kill
+
+    with pytest.raises(Kill):
+        crowdsteer.run(SMALL, out=tmp_path / "cut", progress=stop_after_three)
+    # a kill in the middle of the 4th evaluation leaves a RUNNING trial behind, asked as
+    # the run asks (seeded by its evaluation index)
+    study = optuna.load_study(study_name="crowdsteer",
+                              storage=f"sqlite:///{tmp_path / 'cut' / 'study.db'}")
+    cfg = OptimiserConfig(**SMALL["optimiser"])
+    study.sampler = make_sampler(cfg, SMALL["seed"], 3)
+    study.ask(distributions(4, (-3, 3)))
+    with pytest.raises(ConfigError, match="--resume"):
+        crowdsteer.run(SMALL, out=tmp_path / "cut")
+    crowdsteer.run(SMALL, out=tmp_path / "cut", resume=True)
+    full, cut = rows(tmp_path / "full" / "evaluations.csv"), rows(tmp_path / "cut" / "evaluations.csv")
+    keys = ["J"] + [f"w_{i}" for i in range(4)]
+    assert [[r[k] for k in keys] for r in cut] == [[r[k] for k in keys] for r in full]
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    crowdsteer.run(SMALL, out=tmp_path / "r")
+    other = {**SMALL, "seed": 5}
+    with pytest.raises(ConfigError, match="differs"):
+        crowdsteer.run(other, out=tmp_path / "r", resume=True)
+
+
+def test_budget_balanced_run_pays_nothing_net():
+    cfg = {**SMALL, "modifier": {"name": "rbf", "centers": 2, "budget_balanced": True}}
+    result = crowdsteer.run(cfg)
+    assert abs(result.best.net_transfer) < 1e-9
+
+
+def test_bounds_must_contain_zero():
+    with pytest.raises(ConfigError, match="modifier.bounds"):
+        crowdsteer.run({**SMALL, "modifier": {"name": "tabular", "bounds": [0.5, 2]}})
