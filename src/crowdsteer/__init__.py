@@ -6,22 +6,20 @@ The public API:
 * :func:`run` / :class:`RunResult`: the meta-agent's inner-outer loop;
 * :func:`load_config`: validate a YAML file or dict;
 * :func:`exploitability`, :func:`mean_field`, :func:`best_response`: the equilibrium engine;
-* the registries ``games``, ``learners``, ``modifiers``, ``objectives``.
+* the registries: ``crowdsteer.games.games``, ``crowdsteer.learners.learners``,
+  ``crowdsteer.modifiers.modifiers``, ``crowdsteer.objectives.objectives``.
 """
 
 from crowdsteer.config import Config, load_config
 from crowdsteer.equilibrium import best_response, exploitability, mean_field, welfare
 from crowdsteer.errors import ConfigError, CrowdsteerError
-from crowdsteer.games import games
-from crowdsteer.learners import Solution, learners
+from crowdsteer.learners.base import Solution
 from crowdsteer.metaagent import Outcome, RunResult, run
-from crowdsteer.modifiers import modifiers
-from crowdsteer.objectives import objectives
 from crowdsteer.solving import SolveResult, solve
 
 __all__ = [
     "Config", "ConfigError", "CrowdsteerError", "Outcome", "RunResult", "Solution",
-    "SolveResult", "best_response", "exploitability", "games", "learners", "load_config",
-    "mean_field", "modifiers", "objectives", "run", "solve", "welfare",
+    "SolveResult", "best_response", "exploitability", "load_config", "mean_field", "run",
+    "solve", "welfare",
 ]
 __version__ = "0.1.0"

@@ -152,3 +152,42 @@ def report(run_dir: Annotated[Path, typer.Argument(help="A run folder written by
             fail(f"{run_dir}: no result.json here; run `crowdsteer run` first")
         path = write_report(run_dir)
         typer.echo(f"wrote {path}")
+
+
+@app.command()
+def reproduce(
+    configs: Annotated[list[Path] | None, typer.Argument(help="Example configs (default: "
+                                                         "examples/oneshot.yaml examples/dynamic.yaml).")] = None,
+    out: OutOpt = Path("runs/reproduce"),
+    runs: Annotated[int, typer.Option(min=1, help="Independent runs per example.")] = 4,
+    simulations: Annotated[int, typer.Option(min=1, help="Simulations J is averaged over "
+                                             "per evaluation.")] = 100,
+    evaluations: Annotated[int | None, typer.Option(min=1, help="Override the evaluations "
+                                                    "of each run.")] = None,
+    force: ForceOpt = False,
+) -> None:
+    """Reproduce the paper's experiments: 4 runs per example, J averaged over 100 simulations
+    per evaluation; writes out/NAME.png (mean curve with its spread) and out/summary.json.
+
+    Example: crowdsteer reproduce --runs 4 --simulations 100
+    """
+    from crowdsteer.reproduce import reproduce as reproduce_all
+
+    configs = configs or [Path("examples/oneshot.yaml"), Path("examples/dynamic.yaml")]
+    with clean_errors():
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                      TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                      console=console, disable=not sys.stderr.isatty()) as bar:
+            tasks: dict[tuple[str, int], Any] = {}
+
+            def update(name: str, k: int, done: int, total: int, best: float | None) -> None:
+                if (name, k) not in tasks:
+                    tasks[(name, k)] = bar.add_task(f"{name} run {k}", total=total)
+                bar.update(tasks[(name, k)], completed=done)
+
+            results = reproduce_all(configs, out, runs, simulations, evaluations, update, force)
+        for r in results:
+            s = r.summary()
+            typer.echo(f"{r.name}: J from {s['baseline_mean']:.4g} (agents alone) to "
+                       f"{s['best_mean']:.4g} (best, mean of {s['runs']} runs; range "
+                       f"{s['best_min']:.4g}..{s['best_max']:.4g}); plot {r.plot}")

@@ -132,7 +132,8 @@ def evaluate(s: Setup, w: Array) -> Outcome:
     values, kls, wfs, mms, expl, nets, conv, its = [], [], [], [], [], [], [], []
     for r in range(s.optimiser.repeats):
         sol = solve_at(s, w, r)
-        m = s.objective.measure(s.game, sol, s.tau)
+        rng = np.random.default_rng(np.random.SeedSequence([s.config.seed, r, 1]))
+        m = s.objective.measure(s.game, sol, s.tau, rng)
         values.append(m.objective)
         kls.append(m.kl)
         wfs.append(m.welfare)

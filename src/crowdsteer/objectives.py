@@ -64,6 +64,9 @@ class ObjectiveConfig(Strict):
     maximised; ``maxmin``: the worst-off agent's intrinsic return, maximised."""
     target: TargetSpec | None = None
     """Needed for ``kl``; optional otherwise (then kl is reported too)."""
+    simulations: Annotated[int, Field(gt=0)] = 1
+    """Model-free learners: J is averaged over this many fresh populations of the ``N``
+    agents playing the learned policy (1: the learners' own final round)."""
 
 
 @dataclass(frozen=True)
@@ -89,18 +92,43 @@ objectives: Registry[Callable[..., "Objective"]] = Registry("objective")
 class Payoff:
     """Measures kl (if a target), welfare and maxmin; J is the one named."""
 
-    def __init__(self, name: str, target: Array | None) -> None:
+    def __init__(self, name: str, target: Array | None, simulations: int = 1) -> None:
         self.name = name
         self.direction = "minimize" if name == "kl" else "maximize"
         self.target = target
+        self.simulations = simulations
 
-    def measure(self, game: Game, solution: Solution, tau: float = 0.0) -> Measure:
-        mu = solution.mu_sample if solution.mu_sample is not None else solution.mu
-        kl = None if self.target is None else float(kl_divergence(mu, self.target).sum())
-        wf = welfare(game, mu)
+    def measure(self, game: Game, solution: Solution, tau: float = 0.0,
+                rng: np.random.Generator | None = None) -> Measure:
+        """J of what the learner reached: on the mean field (exact learner) or on the
+        simulated agents (model-free: averaged over ``simulations`` populations)."""
+        if solution.mu_sample is None:
+            samples = [solution.mu]
+        elif self.simulations == 1:
+            samples = [solution.mu_sample]
+        else:
+            rng = rng if rng is not None else np.random.default_rng(0)
+            samples = [rollout(game, solution.pi, solution.agents, rng)
+                       for _ in range(self.simulations)]
+        kl = None if self.target is None else float(np.mean(
+            [kl_divergence(mu, self.target).sum() for mu in samples]))
+        wf = float(np.mean([welfare(game, mu) for mu in samples]))
         mm = worst_off(game, solution.pi, solution.mu)
         value = {"kl": kl, "welfare": wf, "maxmin": mm}[self.name]
         return Measure(float(value), kl, wf, mm)
+
+
+def rollout(game: Game, pi: Array, N: int, rng: np.random.Generator) -> Array:
+    """Empirical ``(T, S)`` distribution of ``N`` agents playing ``pi`` from ``mu0``."""
+    from crowdsteer.learners.simulate import sample_actions, sample_states, sample_step
+
+    states = sample_states(game.mu0, N, rng)
+    out = np.empty((game.T, game.S))
+    for t in range(game.T):
+        actions = sample_actions(pi[t], states, rng)
+        states = sample_step(game.transition, states, actions, rng)
+        out[t] = np.bincount(states, minlength=game.S) / N
+    return out
 
 
 def worst_off(game: Game, pi: Array, mu: Array) -> float:
@@ -136,7 +164,7 @@ def build(cfg: ObjectiveConfig, game: Game, base_dir: Path | None = None) -> Pay
     if cfg.name == "kl" and cfg.target is None:
         raise ConfigError("objective.target", "the kl objective needs a target distribution")
     target = None if cfg.target is None else build_target(cfg.target, game, base_dir)
-    return Payoff(cfg.name, target)
+    return Payoff(cfg.name, target, cfg.simulations)
 
 
 for _name in ("kl", "welfare", "maxmin"):

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -200,6 +201,11 @@ def objective_trace(J: Array, path: Path, direction: str, ylabel: str,
                 transform=ax.get_xaxis_transform(), label="failed", zorder=5)
     if logy:
         ax.set_yscale("log")
+        lo, hi = ax.get_ylim()
+        if hi < 10 * lo:  # within one decade the default labels read "6 x 10^0": say "6"
+            plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+            ax.yaxis.set_major_formatter(plain)
+            ax.yaxis.set_minor_formatter(plain)
     ax.set_xlabel("evaluation")
     ax.set_ylabel(ylabel)
     if title:

@@ -1,0 +1,448 @@
+"""A self-contained HTML report of a meta-agent run, built from its saved files only.
+
+The report shows the pictures of the paper for one run folder:
+
+1. a header (objective, learner, modifier, optimiser) and a table of the baseline
+   (modifier off, ``w = 0``) against the best ``w`` found;
+2. heat maps of the target ``M*_t``, the agents left alone and the agents under the best
+   modifier, one row each and one column per time step, on one colour scale;
+3. ``J`` against evaluation number: every evaluation as a point, the best so far as a line,
+   the baseline, and the finite-N floor of the empirical KL when there is one;
+4. the modifier ``Theta`` at the best ``w`` on a diverging scale centred at 0;
+5. the failed evaluations with their errors;
+6. the resolved config.
+
+Every file but ``result.json`` is optional; a section whose files are missing is left out.
+Figures are PNGs embedded as base64 data URIs and the CSS is inline, so ``report.html``
+can be mailed or archived on its own.
+
+Run folder contract (written by the meta-agent)::
+
+    result.json        objective {name, direction}, baseline {...}, best {..., trial},
+                       evaluations, kl_floor, learner, modifier, optimiser, seconds
+    evaluations.csv    trial,state,J,J_std,kl,welfare,maxmin,exploitability,seconds,error,w_0,...
+    target.npy         (T, h, w) or (T, n)   the KL target M*
+    baseline_mu.npy    (T, h, w) or (T, n)   agents left alone (w = 0)
+    best_mu.npy        (T, h, w) or (T, n)   agents under the best modifier
+    best_theta.npy     (T, h, w) or (T, n)   Theta at the best w
+    config.yaml        the resolved config
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import errno
+import html
+import json
+import math
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crowdsteer.errors import ConfigError
+from crowdsteer.report import plots
+from crowdsteer.report.plots import write_reproduction_plot
+
+__all__ = ["Evaluations", "SavedRun", "read_run", "relative_improvement", "write_report",
+           "write_reproduction_plot"]
+
+MAX_COLUMNS = 12
+"""Heat maps of longer horizons show this many evenly spaced steps (first and last kept)."""
+
+METRICS = (("kl", "minimize"), ("welfare", "maximize"), ("maxmin", "maximize"),
+           ("exploitability", "minimize"))
+"""Summary metrics and which way is better (exploitability: lower is nearer equilibrium)."""
+
+W_SHOWN = 12
+"""Parameter vectors longer than this are shown truncated."""
+
+
+@dataclass(frozen=True)
+class Evaluations:
+    """The rows of ``evaluations.csv`` sorted by trial number; ``n`` rows, ``d`` parameters.
+
+    Float columns hold NaN where the file has an empty cell (a failed evaluation has no ``J``).
+    """
+
+    trial: np.ndarray
+    """``(n,)`` int trial numbers."""
+    state: tuple[str, ...]
+    """``COMPLETE``, ``FAIL``, ..."""
+    J: np.ndarray
+    """``(n,)`` objective."""
+    J_std: np.ndarray
+    kl: np.ndarray
+    welfare: np.ndarray
+    maxmin: np.ndarray
+    exploitability: np.ndarray
+    seconds: np.ndarray
+    error: tuple[str, ...]
+    w: np.ndarray
+    """``(n, d)`` parameters (``w_0 .. w_{d-1}``)."""
+
+
+@dataclass(frozen=True)
+class SavedRun:
+    """What a run folder holds; ``None`` for each optional file that is missing."""
+
+    run_dir: Path
+    result: dict[str, Any]
+    evaluations: Evaluations | None
+    target: np.ndarray | None
+    baseline_mu: np.ndarray | None
+    best_mu: np.ndarray | None
+    best_theta: np.ndarray | None
+    config_text: str | None
+
+
+def read_run(run_dir: Path) -> SavedRun:
+    """Load a meta-agent run folder; only ``result.json`` is required.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``run_dir/result.json`` is missing.
+    ConfigError
+        ``result.json`` is not a JSON object, or ``evaluations.csv`` lacks its columns.
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / "result.json"
+    if not path.is_file():
+        raise FileNotFoundError(errno.ENOENT, "no result.json here; is this a meta-agent run "
+                                "folder?", str(run_dir))
+    try:
+        result = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(str(path), f"not valid JSON ({exc})") from None
+    if not isinstance(result, dict):
+        raise ConfigError(str(path), "must hold a JSON object")
+
+    def array(name: str) -> np.ndarray | None:
+        p = run_dir / name
+        if not p.is_file():
+            return None
+        try:
+            return np.load(p, allow_pickle=False)
+        except (ValueError, EOFError) as exc:
+            raise ConfigError(str(p), f"not a readable .npy array ({exc})") from None
+
+    csv_path = run_dir / "evaluations.csv"
+    config_path = run_dir / "config.yaml"
+    return SavedRun(
+        run_dir=run_dir,
+        result=result,
+        evaluations=_read_evaluations(csv_path) if csv_path.is_file() else None,
+        target=array("target.npy"),
+        baseline_mu=array("baseline_mu.npy"),
+        best_mu=array("best_mu.npy"),
+        best_theta=array("best_theta.npy"),
+        config_text=config_path.read_text() if config_path.is_file() else None,
+    )
+
+
+def _read_evaluations(path: Path) -> Evaluations:
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        fields = reader.fieldnames or []
+        rows = list(reader)
+    if "J" not in fields:
+        raise ConfigError(str(path), f"needs a J column; its header is {','.join(fields)!r}")
+    w_cols = sorted((c for c in fields if c.startswith("w_") and c[2:].isdigit()),
+                    key=lambda c: int(c[2:]))
+
+    def trial_of(i: int, row: dict[str, str]) -> int:
+        try:
+            return int(row.get("trial") or "")
+        except ValueError:
+            return i
+
+    order = sorted(range(len(rows)), key=lambda i: trial_of(i, rows[i]))
+    rows_sorted = [rows[i] for i in order]
+
+    def col(name: str) -> np.ndarray:
+        return np.array([_to_float(r.get(name)) for r in rows_sorted], dtype=float)
+
+    return Evaluations(
+        trial=np.array([trial_of(i, rows[i]) for i in order], dtype=int),
+        state=tuple((r.get("state") or "").strip().upper() for r in rows_sorted),
+        J=col("J"), J_std=col("J_std"), kl=col("kl"), welfare=col("welfare"),
+        maxmin=col("maxmin"), exploitability=col("exploitability"), seconds=col("seconds"),
+        error=tuple((r.get("error") or "").strip() for r in rows_sorted),
+        w=np.array([[_to_float(r.get(c)) for c in w_cols] for r in rows_sorted],
+                   dtype=float).reshape(len(rows_sorted), len(w_cols)),
+    )
+
+
+def _to_float(x: Any) -> float:
+    """A number, or NaN for ``None``, empty cells, JSON nulls and text."""
+    if x is None or isinstance(x, bool):
+        return math.nan
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def relative_improvement(baseline: Any, best: Any, direction: str) -> float:
+    """Improvement of ``best`` over ``baseline`` as a fraction of ``|baseline|``; > 0 is better.
+
+    .. math:: \\frac{J_{base} - J_{best}}{|J_{base}|} \\ \\text{(minimize)}, \\quad
+              \\frac{J_{best} - J_{base}}{|J_{base}|} \\ \\text{(maximize)}
+
+    NaN when either value is missing or the baseline is 0.
+
+    >>> relative_improvement(2.0, 0.5, "minimize")
+    0.75
+    >>> relative_improvement(-2.0, -1.0, "maximize")
+    0.5
+    """
+    a, b = _to_float(baseline), _to_float(best)
+    if not (math.isfinite(a) and math.isfinite(b)) or a == 0:
+        return math.nan
+    sign = -1.0 if direction == "minimize" else 1.0
+    return sign * (b - a) / abs(a)
+
+
+def write_report(run_dir: Path) -> Path:
+    """Write ``run_dir/report.html`` from the run folder's saved files; return its path.
+
+    The page is self-contained: figures are base64 PNG data URIs and the CSS is inline.
+    Sections whose files are missing are left out; a file that cannot be drawn gets a note
+    in place of its figure rather than stopping the report.
+    """
+    run = read_run(run_dir)
+    sections: list[str] = [_header(run)]
+    with tempfile.TemporaryDirectory(prefix="crowdsteer-report-") as tmp:
+        figure = _Figures(Path(tmp))
+        sections += [s for s in (_distributions(run, figure), _trace(run, figure),
+                                 _modifier(run, figure), _failures(run), _config(run)) if s]
+    out = Path(run_dir) / "report.html"
+    title = f"crowdsteer run: {Path(run_dir).resolve().name}"
+    out.write_text(_PAGE.format(title=_e(title), css=_CSS, body="\n".join(sections)),
+                   encoding="utf-8")
+    return out
+
+
+class _Figures:
+    """Draw a figure into a scratch folder and return it as an ``<img>`` tag."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.k = 0
+
+    def __call__(self, draw: Callable[[Path], Path], alt: str) -> str:
+        self.k += 1
+        try:
+            path = draw(self.tmp / f"figure{self.k}.png")
+        except (ValueError, IndexError, TypeError) as exc:  # bad shapes in a saved file
+            return f'<p class="note">could not draw {_e(alt)}: {_e(str(exc))}</p>'
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
+
+
+# ------------------------------------------------------------------------------- sections
+
+
+def _header(run: SavedRun) -> str:
+    r = run.result
+    obj = r.get("objective") or {}
+    name, direction = str(obj.get("name", "?")), str(obj.get("direction", "minimize"))
+    base, best = r.get("baseline") or {}, r.get("best") or {}
+    facts = [("objective", f"{name} ({direction})"), ("learner", r.get("learner")),
+             ("modifier", r.get("modifier")), ("optimiser", r.get("optimiser")),
+             ("evaluations", r.get("evaluations")), ("best trial", best.get("trial")),
+             ("seconds", _fmt(r.get("seconds")))]
+    if r.get("kl_floor") is not None:  # null for exact learners: no sampling floor
+        facts.append(("finite-N KL floor", _fmt(r.get("kl_floor"))))
+    dl = "".join(f"<dt>{_e(k)}</dt><dd>{_e(_str(v))}</dd>" for k, v in facts)
+
+    rows = [(f"objective J ({name})", direction, base.get("objective"), best.get("objective"))]
+    rows += [(m, d, base.get(m), best.get(m)) for m, d in METRICS if (m in base or m in best)
+             # J is often the metric itself: one row is enough
+             and not (m == name and base.get(m) == base.get("objective")
+                      and best.get(m) == best.get("objective"))]
+    body = "".join(
+        f"<tr><th>{_e(label)}</th><td>{_fmt(b0)}</td><td>{_fmt(b1)}</td>"
+        f"<td>{_pct(relative_improvement(b0, b1, d))}</td><td class=\"dir\">{_e(d)}</td></tr>"
+        for label, d, b0, b1 in rows)
+    table = ("<table class=\"summary\"><thead><tr><th></th><th>baseline (w = 0)</th>"
+             "<th>best</th><th>improvement</th><th>better is</th></tr></thead>"
+             f"<tbody>{body}</tbody></table>")
+    ws = "".join(f"<tr><th>{label}</th><td><code>{_e(_vector(v.get('w')))}</code></td></tr>"
+                 for label, v in (("baseline w", base), ("best w", best)) if "w" in v)
+    return (f"<header><h1>{_e('crowdsteer run: ' + Path(run.run_dir).resolve().name)}</h1>"
+            f"<dl class=\"facts\">{dl}</dl></header>"
+            f"<section><h2>Baseline against best</h2>{table}"
+            "<p class=\"note\">improvement = change as a fraction of |baseline|, "
+            "positive when better.</p>"
+            + (f"<table class=\"w\">{ws}</table>" if ws else "") + "</section>")
+
+
+def _distributions(run: SavedRun, figure: _Figures) -> str:
+    rows = [(label, a) for label, a in (("target M*", run.target),
+                                        ("left alone (w = 0)", run.baseline_mu),
+                                        ("best modifier", run.best_mu)) if a is not None]
+    if not rows:
+        return ""
+    T = max(np.shape(a)[0] for _, a in rows)
+    times = plots.select_times(T, MAX_COLUMNS)
+    note = "" if len(times) == T else (
+        f" Showing {len(times)} of {T} steps, evenly spaced.")
+
+    def draw(path: Path) -> Path:
+        if len(times) == T:
+            return plots.heatmap_grid(rows, path, title="distribution of agents over states")
+        values = np.concatenate([np.ravel(a) for _, a in rows]).astype(float)
+        return plots.heatmap_columns(rows, path, times, title="distribution of agents over "
+                                     "states", vmin=float(np.nanmin(values)),
+                                     vmax=float(np.nanmax(values)))
+
+    return ("<section><h2>Where the agents go</h2>"
+            "<p>One row per distribution, one column per time step, on one colour scale: "
+            + ", ".join(_e(label) for label, _ in rows) + "." + note + "</p>"
+            + figure(draw, "heat maps of the distributions") + "</section>")
+
+
+def _trace(run: SavedRun, figure: _Figures) -> str:
+    ev = run.evaluations
+    if ev is None or not np.isfinite(ev.J).any():
+        return ""
+    obj = run.result.get("objective") or {}
+    name, direction = str(obj.get("name", "J")), str(obj.get("direction", "minimize"))
+    if direction not in ("minimize", "maximize"):
+        direction = "minimize"
+    baseline = _to_float((run.result.get("baseline") or {}).get("objective"))
+    # the floor is a level of the empirical KL, so it belongs on the axis only when J is KL
+    floor = _to_float(run.result.get("kl_floor")) if name == "kl" else math.nan
+    best_trial = (run.result.get("best") or {}).get("trial")
+    hits = np.flatnonzero(ev.trial == best_trial) if isinstance(best_trial, int) else []
+    best_index = int(hits[0]) if len(hits) else None
+    drawn = np.concatenate([ev.J[np.isfinite(ev.J)], [v for v in (baseline, floor)
+                                                      if math.isfinite(v)]])
+    logy = name == "kl" and bool((drawn > 0).all())
+    n_fail = int((~np.isfinite(ev.J)).sum())
+
+    def draw(path: Path) -> Path:
+        return plots.objective_trace(
+            ev.J, path, direction, ylabel=f"J ({name})",
+            baseline=baseline if math.isfinite(baseline) else None,
+            floor=floor if math.isfinite(floor) else None, best_index=best_index, logy=logy,
+            title=f"J against evaluation ({direction})")
+
+    fails = f" {n_fail} evaluation(s) without J are marked x on the axis." if n_fail else ""
+    floor_note = (" The dashed line is the finite-N floor of the empirical KL: near it, "
+                  "differences are sampling noise." if math.isfinite(floor) else "")
+    return ("<section><h2>The meta-agent's search</h2>"
+            f"<p>Each evaluation's J as a point, the best so far as a line; the dotted line is "
+            f"the baseline (w = 0).{floor_note}{fails}</p>"
+            + figure(draw, "J against evaluation number") + "</section>")
+
+
+def _modifier(run: SavedRun, figure: _Figures) -> str:
+    theta = run.best_theta
+    if theta is None:
+        return ""
+    T = np.shape(theta)[0] if np.ndim(theta) else 1
+    times = plots.select_times(T, MAX_COLUMNS)
+    note = "" if len(times) == T else f" Showing {len(times)} of {T} steps, evenly spaced."
+
+    def draw(path: Path) -> Path:
+        return plots.modifier_heatmap(theta, path, title="Theta at the best w", times=times)
+
+    return ("<section><h2>The reward modifier</h2>"
+            "<p>Theta at the best w: red adds to the agents' reward, blue takes from it; the "
+            "scale is its own, symmetric about 0." + note + "</p>"
+            + figure(draw, "heat map of the modifier") + "</section>")
+
+
+def _failures(run: SavedRun) -> str:
+    ev = run.evaluations
+    if ev is None:
+        return ""
+    bad = [i for i, s in enumerate(ev.state) if s != "COMPLETE"]
+    if not bad:
+        return ""
+    rows = "".join(
+        f"<tr><td>{ev.trial[i]}</td><td>{_e(ev.state[i] or '?')}</td>"
+        f"<td><code>{_e(_vector(ev.w[i]))}</code></td>"
+        f"<td class=\"err\">{_e(ev.error[i] or '(no message)')}</td></tr>" for i in bad)
+    return (f"<section><h2>Failed evaluations ({len(bad)} of {len(ev.state)})</h2>"
+            "<table class=\"fails\"><thead><tr><th>trial</th><th>state</th><th>w</th>"
+            f"<th>error</th></tr></thead><tbody>{rows}</tbody></table></section>")
+
+
+def _config(run: SavedRun) -> str:
+    if run.config_text is None:
+        return ""
+    return f"<section><h2>Config</h2><pre>{_e(run.config_text)}</pre></section>"
+
+
+# ----------------------------------------------------------------------------- formatting
+
+
+def _e(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def _fmt(x: Any) -> str:
+    """A number to 5 significant digits; ``n/a`` for missing or non-finite values."""
+    if isinstance(x, bool) or x is None:
+        return "n/a"
+    if isinstance(x, (int, np.integer)):
+        return str(int(x))
+    v = _to_float(x)
+    return f"{v:.5g}" if math.isfinite(v) else "n/a"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:+.1f}%" if math.isfinite(x) else "n/a"
+
+
+def _str(v: Any) -> str:
+    return "n/a" if v is None else str(v)
+
+
+def _vector(w: Any) -> str:
+    if w is None or isinstance(w, str):
+        return "n/a" if w is None else w
+    values = np.ravel(np.asarray(w, dtype=float))  # JSON nulls become NaN, shown as n/a
+    shown = ", ".join(_fmt(v) for v in values[:W_SHOWN])
+    more = f", ... ({values.size} values)" if values.size > W_SHOWN else ""
+    return f"[{shown}{more}]"
+
+
+_CSS = """
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222;
+       max-width: 1100px; margin: 2em auto; padding: 0 1em; }
+h1 { font-size: 1.5em; margin-bottom: .3em; }
+h2 { font-size: 1.15em; border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 1.8em; }
+dl.facts { display: grid; grid-template-columns: max-content auto; gap: .15em 1em; margin: 0; }
+dl.facts dt { color: #666; }
+dl.facts dd { margin: 0; font-weight: 600; }
+table { border-collapse: collapse; margin: .6em 0; }
+th, td { padding: .25em .8em; border-bottom: 1px solid #eee; text-align: left; }
+table.summary td { text-align: right; font-variant-numeric: tabular-nums; }
+table.summary td.dir { text-align: left; color: #666; }
+td.err { color: #a00; font-family: ui-monospace, monospace; white-space: pre-wrap; }
+img { max-width: 100%; height: auto; display: block; margin: .5em 0; }
+pre { background: #f6f6f6; padding: .8em; overflow-x: auto; font-size: 13px; }
+.note { color: #666; font-size: .9em; }
+"""
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{title}</title>
+<style>{css}</style>
+</head>
+<body>
+{body}
+</body>
+</html>
+"""

@@ -1,0 +1,71 @@
+"""Reproduce the paper's two experiments: several independent meta-agent runs per
+example, J of each evaluation averaged over many independent simulations of the
+agents, and the mean best-so-far curve with its spread.
+
+The paper's protocol (Figure 2): J averaged over 100 independent simulations per
+evaluation, 4 independent runs. Here an evaluation learns once and then measures J
+on ``simulations`` fresh populations of ``N`` agents playing what was learned
+(``objective.simulations``); the runs differ in their seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crowdsteer import rundir
+from crowdsteer.config import load_config
+from crowdsteer.metaagent import RunResult, run
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    """Results of the independent runs of one example."""
+
+    name: str
+    runs: tuple[RunResult, ...]
+    plot: Path
+
+    def summary(self) -> dict[str, Any]:
+        base = [r.baseline.objective for r in self.runs]
+        best = [r.best.objective for r in self.runs]
+        return {"runs": len(self.runs), "baseline_mean": float(np.mean(base)),
+                "best_mean": float(np.mean(best)), "best_min": float(np.min(best)),
+                "best_max": float(np.max(best)),
+                "seconds": float(sum(r.seconds for r in self.runs)),
+                "kl_floor": self.runs[0].kl_floor}
+
+
+def reproduce(configs: list[Path], out: Path, runs: int = 4, simulations: int | None = 100,
+              evaluations: int | None = None, progress: Any = None,
+              force: bool = False) -> list[Reproduction]:
+    """Run every config ``runs`` times (seeds 0..runs-1) into ``out/NAME/run_K``."""
+    from crowdsteer.report.plots import write_reproduction_plot
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for path in configs:
+        base = load_config(path, required=("game", "modifier"))
+        raw = base.resolved()
+        if simulations is not None:
+            raw.setdefault("objective", {})["simulations"] = simulations
+        if evaluations is not None:
+            raw.setdefault("optimiser", {})["evaluations"] = evaluations
+        name = Path(path).stem
+        done = []
+        for k in range(runs):
+            cfg = load_config({**raw, "seed": k}, base.base_dir,
+                              required=("game", "modifier"))
+            target = out / name / f"run_{k}"
+            cb = None if progress is None else (lambda d, t, b, k=k: progress(name, k, d, t, b))
+            done.append(run(cfg, target, force=force, progress=cb))
+        plot = write_reproduction_plot([np.asarray(r.history) for r in done],
+                                       out / f"{name}.png", f"J ({raw['objective']['name']})",
+                                       done[0].direction)
+        results.append(Reproduction(name, tuple(done), plot))
+    rundir.write_json(out / "summary.json", {r.name: r.summary() for r in results})
+    return results
