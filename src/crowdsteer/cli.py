@@ -111,6 +111,10 @@ def run(
     out: OutOpt = Path("runs/run"),
     resume: Annotated[bool, typer.Option("--resume", help="Continue a killed run in --out.")] = False,
     force: ForceOpt = False,
+    executor: Annotated[str | None, typer.Option(
+        "--executor", help="Where evaluations run: serial, local (processes) or ray.")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Processes (local) or CPUs (ray).")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (auto, ray://host:port).")] = None,
 ) -> None:
     """Run the meta-agent: learn the reward modifier that steers the agents.
 
@@ -124,6 +128,14 @@ def run(
 
     with clean_errors():
         cfg = load_config(config, required=("game", "modifier"))
+        if executor or workers or address:
+            from crowdsteer.config import validate
+            from crowdsteer.executors import ExecutorConfig
+
+            base = cfg["executor"].model_dump() if cfg["executor"] else {}
+            over = {k: v for k, v in (("name", executor), ("workers", workers),
+                                      ("address", address)) if v is not None}
+            cfg = cfg.replace("executor", validate(ExecutorConfig, {**base, **over}, "--executor"))
         opt = cfg["optimiser"] or metaagent.OptimiserConfig()
         with progress_bar("meta-agent", 1 + opt.evaluations, "best J") as bar:
             result = metaagent.run(cfg, out, resume=resume, force=force,

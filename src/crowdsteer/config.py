@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from crowdsteer.config_base import validate
+from crowdsteer.config_base import validate  # noqa: F401  (re-exported)
 from crowdsteer.errors import ConfigError
 from crowdsteer.registry import Registry, unknown_name_message
 

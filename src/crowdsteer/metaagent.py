@@ -32,7 +32,8 @@ import yaml
 from crowdsteer import rundir
 from crowdsteer.config import Config, build, build_game, load_config, plain_section, section
 from crowdsteer.equilibrium import state_before
-from crowdsteer.errors import ConfigError, CrowdsteerError
+from crowdsteer.executors import Executor, ExecutorConfig, make_executor
+from crowdsteer.errors import ConfigError, CrowdsteerError, DivergenceError
 from crowdsteer.games.base import theta_at
 from crowdsteer.learners.base import Solution
 from crowdsteer.modifiers import modifiers
@@ -49,6 +50,7 @@ STUDY = "crowdsteer"
 section("modifier", modifiers, "power_series")
 plain_section("objective", ObjectiveConfig)
 plain_section("optimiser", OptimiserConfig)
+plain_section("executor", ExecutorConfig)
 
 
 @dataclass(frozen=True)
@@ -124,44 +126,82 @@ def solve_at(s: Setup, w: Array, repeat: int) -> Solution:
     return s.learner.solve(s.game, s.modifier.theta(w), rng=rng)
 
 
-def evaluate(s: Setup, w: Array) -> Outcome:
-    """Solve the modified game ``repeats`` times at ``w`` and measure J."""
+@dataclass(frozen=True)
+class Sample:
+    """One inner solve at ``w`` with one seed (one repeat)."""
+
+    objective: float
+    kl: float | None
+    welfare: float
+    maxmin: float
+    exploitability: float
+    net_transfer: float
+    seconds: float
+    converged: bool
+    iterations: int
+
+
+def evaluate_once(s: Setup, w: Array, repeat: int) -> Sample:
+    """Solve the game modified at ``w`` with the seed of ``repeat`` and measure J.
+
+    Raises
+    ------
+    DivergenceError
+        The inner loop produced NaN or overflow, or (with ``require_convergence``) did not
+        converge within ``max_iterations``.
+    """
     start = time.perf_counter()
     w = np.asarray(w, dtype=float)
     theta = s.modifier.theta(w)
-    values, kls, wfs, mms, expl, nets, conv, its = [], [], [], [], [], [], [], []
-    for r in range(s.optimiser.repeats):
-        sol = solve_at(s, w, r)
-        rng = np.random.default_rng(np.random.SeedSequence([s.config.seed, r, 1]))
-        m = s.objective.measure(s.game, sol, s.tau, rng)
-        values.append(m.objective)
-        kls.append(m.kl)
-        wfs.append(m.welfare)
-        mms.append(m.maxmin)
-        expl.append(sol.exploitability)
-        nets.append(net_transfer(s.game, sol, theta))
-        conv.append(sol.converged)
-        its.append(sol.iterations)
-    if not np.all(np.isfinite(values)):
-        raise FloatingPointError("the objective is NaN or infinite")
+    with np.errstate(over="raise", invalid="raise", divide="ignore"):
+        try:
+            sol = solve_at(s, w, repeat)
+        except FloatingPointError as exc:
+            raise DivergenceError(f"the inner loop overflowed ({exc})") from None
+    rng = np.random.default_rng(np.random.SeedSequence([s.config.seed, repeat, 1]))
+    m = s.objective.measure(s.game, sol, s.tau, rng)
+    if not np.isfinite(m.objective):
+        raise DivergenceError("the objective is NaN or infinite")
+    if s.optimiser.require_convergence and not sol.converged:
+        raise DivergenceError(f"no convergence within max_iterations = {sol.iterations} "
+                              f"(exploitability {sol.exploitability:.3g})")
+    return Sample(m.objective, m.kl, m.welfare, m.maxmin, sol.exploitability,
+                  net_transfer(s.game, sol, theta), time.perf_counter() - start,
+                  sol.converged, sol.iterations)
+
+
+def combine(w: Array, samples: list[Sample]) -> Outcome:
+    """Average the repeats of one ``w`` (worst exploitability, spread of J kept)."""
+    values = [x.objective for x in samples]
+    kls = [x.kl for x in samples]
     return Outcome(
-        w=w.tolist(), objective=float(np.mean(values)), objective_std=float(np.std(values)),
-        kl=None if kls[0] is None else float(np.mean(kls)), welfare=float(np.mean(wfs)),
-        maxmin=float(np.mean(mms)), exploitability=float(np.max(expl)),
-        net_transfer=float(np.mean(nets)), seconds=time.perf_counter() - start,
-        converged=bool(all(conv)), iterations=int(max(its)))
+        w=[float(v) for v in w], objective=float(np.mean(values)),
+        objective_std=float(np.std(values)),
+        kl=None if kls[0] is None else float(np.mean(kls)),
+        welfare=float(np.mean([x.welfare for x in samples])),
+        maxmin=float(np.mean([x.maxmin for x in samples])),
+        exploitability=float(max(x.exploitability for x in samples)),
+        net_transfer=float(np.mean([x.net_transfer for x in samples])),
+        seconds=float(sum(x.seconds for x in samples)),
+        converged=all(x.converged for x in samples),
+        iterations=int(max(x.iterations for x in samples)))
+
+
+def evaluate(s: Setup, w: Array) -> Outcome:
+    """All repeats of ``w`` in this process."""
+    return combine(w, [evaluate_once(s, w, r) for r in range(s.optimiser.repeats)])
 
 
 _CACHE: dict[str, Setup] = {}
 
 
-def evaluate_task(task: tuple[dict[str, Any], str, list[float]]) -> Outcome:
-    """Picklable entry point for executors: ``(resolved config, base_dir, w)``."""
-    raw, base_dir, w = task
+def evaluate_task(task: tuple[dict[str, Any], str, list[float], int]) -> Sample:
+    """Picklable entry point for executors: ``(resolved config, base_dir, w, repeat)``."""
+    raw, base_dir, w, repeat = task
     key = json.dumps(raw, sort_keys=True) + base_dir
     if key not in _CACHE:
         _CACHE[key] = setup(load_config(raw, Path(base_dir)))
-    return evaluate(_CACHE[key], np.asarray(w))
+    return evaluate_once(_CACHE[key], np.asarray(w), repeat)
 
 
 @dataclass(frozen=True)
@@ -211,6 +251,8 @@ def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 
 def _feasible(t: optuna.trial.FrozenTrial, constrained: bool) -> bool:
+    if t.user_attrs.get("failed"):
+        return False
     return not constrained or t.user_attrs.get("net_transfer", 0.0) <= 1e-9
 
 
@@ -231,7 +273,9 @@ def write_evaluations(study: optuna.Study, n: int, path: Path) -> None:
     wr.writerow(cols)
     for t in _finished(study):
         a = t.user_attrs
-        wr.writerow([t.number, t.state.name, "" if t.value is None else repr(t.value),
+        failed = a.get("failed") or t.state == optuna.trial.TrialState.FAIL
+        wr.writerow([t.number, "FAIL" if failed else t.state.name,
+                     "" if failed or t.value is None else repr(t.value),
                      *(_fmt(a.get(k)) for k in ("objective_std", "kl", "welfare", "maxmin",
                                                 "exploitability", "net_transfer", "seconds")),
                      a.get("error", ""), *(repr(t.params[k]) for k in names)])
@@ -297,10 +341,9 @@ def run(config: Config | dict | str | Path, out: Path | str | None = None, resum
     constrained = opt.constraint == "budget"
     constraints = (lambda t: [t.user_attrs.get("net_transfer", 0.0)]) if constrained else None
     total = 1 + opt.evaluations
+    own_executor = executor is None
     if executor is None:
-        from crowdsteer.executors import Serial
-
-        executor = Serial()
+        executor = make_executor(config["executor"])
 
     # A killed run leaves trials RUNNING: mark them, and ask the same w again first.
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
@@ -319,22 +362,41 @@ def run(config: Config | dict | str | Path, out: Path | str | None = None, resum
             study.sampler = make_sampler(opt, config.seed, index, constraints)
             trials.append(study.ask(dists))
         ws = [[t.params[k] for k in names] for t in trials]
-        results = executor.map(evaluate_task, [(*task_base, w) for w in ws])
-        for trial, res in zip(trials, results):
-            if isinstance(res, Outcome):
-                for k, v in _attrs(res).items():
-                    trial.set_user_attr(k, v)
-                study.tell(trial, res.objective)
-            else:
-                trial.set_user_attr("error", _reason(res))
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        R = opt.repeats
+        results = executor.map(evaluate_task, [(*task_base, w, r) for w in ws for r in range(R)])
+        for i, trial in enumerate(trials):
+            parts = results[i * R:(i + 1) * R]
+            errors = [p for p in parts if not isinstance(p, Sample)]
+            if errors:
+                _tell_failure(study, trial, _reason(errors[0]), s.objective.direction)
+                continue
+            res = combine(ws[i], parts)
+            for k, v in _attrs(res).items():
+                trial.set_user_attr(k, v)
+            study.tell(trial, res.objective)
         if out is not None:
             write_evaluations(study, n, out / "evaluations.csv")
         if progress is not None:
             best = _best_or_none(study, s.objective.direction, constrained)
             progress(len(_finished(study)), total, best)
 
+    if own_executor:
+        executor.close()
     return finish(s, study, out, constrained, time.perf_counter() - start)
+
+
+def _tell_failure(study: optuna.Study, trial: optuna.Trial, reason: str, direction: str) -> None:
+    """Record a failed evaluation with its reason. The optimiser is told the worst J seen so
+    far, so it learns the region is bad; the trial stays marked failed everywhere else."""
+    trial.set_user_attr("error", reason)
+    trial.set_user_attr("failed", True)
+    done = [t.value for t in study.get_trials(deepcopy=False,
+                                              states=(optuna.trial.TrialState.COMPLETE,))
+            if not t.user_attrs.get("failed")]
+    if not done:
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        return
+    study.tell(trial, max(done) if direction == "minimize" else min(done))
 
 
 def _reason(exc: BaseException) -> str:
@@ -354,7 +416,7 @@ def finish(s: Setup, study: optuna.Study, out: Path | None, constrained: bool,
     n = s.modifier.n_params
     direction = s.objective.direction
     base_trial = next(t for t in study.trials if t.user_attrs.get("baseline"))
-    if base_trial.state != optuna.trial.TrialState.COMPLETE:
+    if base_trial.state != optuna.trial.TrialState.COMPLETE or base_trial.user_attrs.get("failed"):
         raise CrowdsteerError(f"the baseline (w = 0) failed: {base_trial.user_attrs.get('error')}")
     best_trial = _best(study, direction, constrained)
     baseline, best = _outcome(base_trial, n), _outcome(best_trial, n)
@@ -369,7 +431,8 @@ def finish(s: Setup, study: optuna.Study, out: Path | None, constrained: bool,
     agents = mu_best.agents
     if agents and s.objective.target is not None:
         floor = kl_floor(s.game.S, agents, s.game.T)
-    history = tuple(float("nan") if t.value is None else float(t.value) for t in _finished(study))
+    history = tuple(float("nan") if t.value is None or t.user_attrs.get("failed")
+                    else float(t.value) for t in _finished(study))
     result = RunResult(baseline, best, best_trial.number, len(history), direction, history,
                        seconds, out, floor, shown(mu_best), shown(mu_base))
     if out is not None:

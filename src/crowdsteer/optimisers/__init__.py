@@ -43,6 +43,9 @@ class OptimiserConfig(Strict):
     """``r``: seeds J is averaged over at each w (its spread is kept)."""
     storage: str | None = None
     """SQLAlchemy URL of the study (default: ``sqlite:///DIR/study.db``)."""
+    require_convergence: bool = True
+    """Count an evaluation whose inner loop did not converge within ``max_iterations`` as
+    failed (recorded with the reason; the optimiser is told it was bad)."""
     constraint: Literal["budget"] | None = None
     """``budget``: require net transfers <= 0 as an optimiser constraint (bo, tpe)."""
 
