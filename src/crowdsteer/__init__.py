@@ -4,6 +4,7 @@ The public API:
 
 * :func:`solve` / :class:`SolveResult`: solve a game with a learner;
 * :func:`run` / :class:`RunResult`: the meta-agent's inner-outer loop;
+* :func:`optimise` / :class:`Outcome`: the meta-agent around your own ``evaluate(w, seed)``;
 * :func:`load_config`: validate a YAML file or dict;
 * :func:`exploitability`, :func:`mean_field`, :func:`best_response`: the equilibrium engine;
 * the registries: ``crowdsteer.games.games``, ``crowdsteer.learners.learners``,
@@ -14,12 +15,12 @@ from crowdsteer.config import Config, load_config
 from crowdsteer.equilibrium import best_response, exploitability, mean_field, welfare
 from crowdsteer.errors import ConfigError, CrowdsteerError
 from crowdsteer.learners.base import Solution
-from crowdsteer.metaagent import Outcome, RunResult, run
+from crowdsteer.metaagent import Outcome, RunResult, optimise, run
 from crowdsteer.solving import SolveResult, solve
 
 __all__ = [
     "Config", "ConfigError", "CrowdsteerError", "Outcome", "RunResult", "Solution",
-    "SolveResult", "best_response", "exploitability", "load_config", "mean_field", "run",
+    "SolveResult", "best_response", "exploitability", "load_config", "mean_field", "optimise", "run",
     "solve", "welfare",
 ]
 __version__ = "0.1.0"

@@ -21,6 +21,7 @@ import csv
 import io
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,19 +68,25 @@ class Outcome:
         Largest exploitability over the repeats (certificate of the inner solve).
     net_transfer
         Sum over agents and time of Theta paid out (mean field; <= 0 is budget-feasible).
+    diagnostics
+        Anything else worth keeping (numbers), e.g. from a user's own ``evaluate``.
+
+    A user's own inner loop (:func:`optimise`) returns ``Outcome(objective=J)`` with any
+    of the other fields it knows.
     """
 
-    w: list[float]
     objective: float
-    objective_std: float
-    kl: float | None
-    welfare: float
-    maxmin: float
-    exploitability: float
-    net_transfer: float
-    seconds: float
-    converged: bool
-    iterations: int
+    w: list[float] = field(default_factory=list)
+    objective_std: float = 0.0
+    kl: float | None = None
+    welfare: float | None = None
+    maxmin: float | None = None
+    exploitability: float | None = None
+    net_transfer: float | None = None
+    seconds: float = 0.0
+    converged: bool = True
+    iterations: int = 0
+    diagnostics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -234,13 +241,17 @@ class RunResult:
 def _attrs(o: Outcome) -> dict[str, Any]:
     d = asdict(o)
     d.pop("w")
+    if not d["diagnostics"]:
+        d.pop("diagnostics")
     return d
 
 
 def _outcome(trial: optuna.trial.FrozenTrial, n: int) -> Outcome:
     a = trial.user_attrs
     w = [trial.params[k] for k in param_names(n)]
-    return Outcome(w=w, **{k: a[k] for k in Outcome.__dataclass_fields__ if k != "w"})
+    known = {k: a[k] for k in Outcome.__dataclass_fields__ if k in a and k not in ("w",
+                                                                                 "objective")}
+    return Outcome(objective=float(trial.value), w=w, **known)
 
 
 def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -253,7 +264,7 @@ def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 def _feasible(t: optuna.trial.FrozenTrial, constrained: bool) -> bool:
     if t.user_attrs.get("failed"):
         return False
-    return not constrained or t.user_attrs.get("net_transfer", 0.0) <= 1e-9
+    return not constrained or (t.user_attrs.get("net_transfer") or 0.0) <= 1e-9
 
 
 def _best(study: optuna.Study, direction: str, constrained: bool) -> optuna.trial.FrozenTrial:
@@ -286,9 +297,7 @@ def _fmt(x: Any) -> str:
     return "" if x is None else repr(float(x))
 
 
-def _open_study(s: Setup, out: Path | None, resume: bool) -> optuna.Study:
-    direction = s.objective.direction
-    url = s.optimiser.storage
+def _open_study(direction: str, url: str | None, out: Path | None, resume: bool) -> optuna.Study:
     if url is None and out is not None:
         url = f"sqlite:///{(out / 'study.db').resolve()}"
     storage: Any = optuna.storages.InMemoryStorage() if url is None else url
@@ -333,18 +342,54 @@ def run(config: Config | dict | str | Path, out: Path | str | None = None, resum
                                   "started with (config.yaml); resume with that config")
         else:
             rundir.atomic_write(saved, yaml.safe_dump(resolved, sort_keys=False).encode())
-    study = _open_study(s, out, resume)
-    n = s.modifier.n_params
-    dists = distributions(n, config["modifier"].bounds)
-    names = param_names(n)
-    opt = s.optimiser
-    constrained = opt.constraint == "budget"
-    constraints = (lambda t: [t.user_attrs.get("net_transfer", 0.0)]) if constrained else None
-    total = 1 + opt.evaluations
-    own_executor = executor is None
-    if executor is None:
-        executor = make_executor(config["executor"])
+    study = _open_study(s.objective.direction, s.optimiser.storage, out, resume)
+    task_base = (resolved, str(config.base_dir))
+    problem = Problem(
+        n_params=s.modifier.n_params, bounds=config["modifier"].bounds,
+        direction=s.objective.direction, seed=config.seed, optimiser=s.optimiser,
+        task=evaluate_task, payload=lambda w, r: (*task_base, w, r), combine=combine)
+    drive(problem, study, executor or make_executor(config["executor"]), out, progress,
+          close=executor is None)
+    return finish(s, study, out, problem.constrained, time.perf_counter() - start)
 
+
+@dataclass(frozen=True)
+class Problem:
+    """What the outer loop needs to know of an inner loop.
+
+    Attributes
+    ----------
+    task
+        Picklable ``task(payload(w, repeat)) -> sample`` run by the executor.
+    combine
+        ``combine(w, samples) -> Outcome`` over the repeats of one ``w``.
+    """
+
+    n_params: int
+    bounds: tuple[float, float]
+    direction: str
+    seed: int
+    optimiser: OptimiserConfig
+    task: Callable[[Any], Any]
+    payload: Callable[[list[float], int], Any]
+    combine: Callable[[list[float], list[Any]], Outcome]
+
+    @property
+    def constrained(self) -> bool:
+        return self.optimiser.constraint == "budget"
+
+
+def drive(problem: Problem, study: optuna.Study, executor: Executor, out: Path | None,
+          progress: Any = None, close: bool = True) -> None:
+    """Ask, evaluate (on the executor), tell, until the study holds the baseline plus
+    ``evaluations`` finished evaluations; evaluations.csv is rewritten after every round."""
+    opt = problem.optimiser
+    n = problem.n_params
+    dists = distributions(n, problem.bounds)
+    names = param_names(n)
+    constraints = ((lambda t: [t.user_attrs.get("net_transfer") or 0.0])
+                   if problem.constrained else None)
+    total = 1 + opt.evaluations
     # A killed run leaves trials RUNNING: mark them, and ask the same w again first.
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
@@ -352,37 +397,40 @@ def run(config: Config | dict | str | Path, out: Path | str | None = None, resum
         study.enqueue_trial(dict(t.params), user_attrs={"requeued_from": t.number})
     if not study.trials:
         study.enqueue_trial({k: 0.0 for k in names}, user_attrs={"baseline": True})
-
-    task_base = (resolved, str(config.base_dir))
-    while (done := len(_finished(study))) < total:
-        q = min(opt.batch, total - done)
-        trials = []
-        for _ in range(q):
-            index = len(_finished(study)) + len(trials)
-            study.sampler = make_sampler(opt, config.seed, index, constraints)
-            trials.append(study.ask(dists))
-        ws = [[t.params[k] for k in names] for t in trials]
-        R = opt.repeats
-        results = executor.map(evaluate_task, [(*task_base, w, r) for w in ws for r in range(R)])
-        for i, trial in enumerate(trials):
-            parts = results[i * R:(i + 1) * R]
-            errors = [p for p in parts if not isinstance(p, Sample)]
-            if errors:
-                _tell_failure(study, trial, _reason(errors[0]), s.objective.direction)
-                continue
-            res = combine(ws[i], parts)
-            for k, v in _attrs(res).items():
-                trial.set_user_attr(k, v)
-            study.tell(trial, res.objective)
-        if out is not None:
-            write_evaluations(study, n, out / "evaluations.csv")
-        if progress is not None:
-            best = _best_or_none(study, s.objective.direction, constrained)
-            progress(len(_finished(study)), total, best)
-
-    if own_executor:
-        executor.close()
-    return finish(s, study, out, constrained, time.perf_counter() - start)
+    try:
+        while (done := len(_finished(study))) < total:
+            q = min(opt.batch, total - done)
+            trials = []
+            for _ in range(q):
+                index = len(_finished(study)) + len(trials)
+                study.sampler = make_sampler(opt, problem.seed, index, constraints)
+                trials.append(study.ask(dists))
+            ws = [[t.params[k] for k in names] for t in trials]
+            R = opt.repeats
+            results = executor.map(problem.task,
+                                   [problem.payload(w, r) for w in ws for r in range(R)])
+            for i, trial in enumerate(trials):
+                parts = results[i * R:(i + 1) * R]
+                errors = [p for p in parts if isinstance(p, BaseException)]
+                if errors:
+                    _tell_failure(study, trial, _reason(errors[0]), problem.direction)
+                    continue
+                try:
+                    res = problem.combine(ws[i], parts)
+                except Exception as exc:  # a user's evaluate returned something unusable
+                    _tell_failure(study, trial, _reason(exc), problem.direction)
+                    continue
+                for k, v in _attrs(res).items():
+                    trial.set_user_attr(k, v)
+                study.tell(trial, res.objective)
+            if out is not None:
+                write_evaluations(study, n, out / "evaluations.csv")
+            if progress is not None:
+                best = _best_or_none(study, problem.direction, problem.constrained)
+                progress(len(_finished(study)), total, best)
+    finally:
+        if close:
+            executor.close()
 
 
 def _tell_failure(study: optuna.Study, trial: optuna.Trial, reason: str, direction: str) -> None:
@@ -472,3 +520,117 @@ def result_json(s: Setup, r: RunResult) -> dict[str, Any]:
         "optimiser": s.optimiser.name,
         "seconds": r.seconds,
     }
+
+
+# --- bring your own inner loop -------------------------------------------------------------
+
+
+def _user_task(task: tuple[Callable[[Array, int], Any], list[float], int]) -> Outcome:
+    evaluate_fn, w, seed = task
+    start = time.perf_counter()
+    res = evaluate_fn(np.asarray(w, dtype=float), seed)
+    if isinstance(res, (int, float, np.floating, np.integer)):
+        res = Outcome(objective=float(res))
+    if not isinstance(res, Outcome):
+        raise TypeError(f"evaluate must return an Outcome or a number, got {type(res).__name__}")
+    if not np.isfinite(res.objective):
+        raise DivergenceError("evaluate returned a NaN or infinite objective")
+    if res.seconds == 0.0:
+        res = Outcome(**{**asdict(res), "seconds": time.perf_counter() - start})
+    return res
+
+
+def _mean(values: list[Any]) -> Any:
+    present = [v for v in values if v is not None]
+    return float(np.mean(present)) if present else None
+
+
+def _combine_user(w: list[float], parts: list[Outcome]) -> Outcome:
+    keys = set().union(*(p.diagnostics for p in parts))
+    values = [p.objective for p in parts]
+    return Outcome(
+        objective=float(np.mean(values)), w=[float(v) for v in w],
+        objective_std=float(np.std(values)), kl=_mean([p.kl for p in parts]),
+        welfare=_mean([p.welfare for p in parts]), maxmin=_mean([p.maxmin for p in parts]),
+        exploitability=_mean([p.exploitability for p in parts]),
+        net_transfer=_mean([p.net_transfer for p in parts]),
+        seconds=float(sum(p.seconds for p in parts)),
+        converged=all(p.converged for p in parts),
+        iterations=int(max(p.iterations for p in parts)),
+        diagnostics={k: _mean([p.diagnostics.get(k) for p in parts]) for k in sorted(keys)})
+
+
+def optimise(evaluate: Callable[[Array, int], Any], n_params: int,
+             bounds: tuple[float, float] = (-1.0, 1.0), direction: str = "minimize",
+             optimiser: OptimiserConfig | dict | None = None, seed: int = 0,
+             out: Path | str | None = None, resume: bool = False, force: bool = False,
+             executor: Executor | ExecutorConfig | dict | None = None,
+             progress: Any = None) -> RunResult:
+    """The meta-agent around your own inner loop.
+
+    ``evaluate(w, seed) -> Outcome`` (or a number) runs any training code for the modifier
+    parameters ``w`` (``(n_params,)`` array) and reports J. The optimisers, the study,
+    ``resume``, the executors (``evaluate`` must then be importable: a module-level
+    function) and the report work as for :func:`run`. ``w = 0`` is evaluated first as the
+    baseline, so ``bounds`` must contain 0.
+
+    Examples
+    --------
+    >>> def evaluate(w, seed):
+    ...     return Outcome(objective=float(((w - 0.3) ** 2).sum()))
+    >>> result = optimise(evaluate, 2, bounds=(-1, 1), optimiser={"name": "cmaes",
+    ...                   "evaluations": 30, "initial": 2})
+    >>> result.best.objective < 0.01 < result.baseline.objective
+    True
+    """
+    from crowdsteer.config_base import validate
+
+    start = time.perf_counter()
+    opt = optimiser if isinstance(optimiser, OptimiserConfig) else validate(
+        OptimiserConfig, optimiser or {}, "optimiser")
+    if direction not in ("minimize", "maximize"):
+        raise ConfigError("direction", f"allowed: minimize, maximize; got {direction!r}")
+    lo, hi = bounds
+    if not lo <= 0 <= hi or lo >= hi:
+        raise ConfigError("bounds", f"needs lo < hi with 0 inside (the baseline); got {bounds}")
+    if n_params <= 0:
+        raise ConfigError("n_params", f"must be > 0, got {n_params}")
+    if isinstance(executor, dict):
+        executor = validate(ExecutorConfig, executor, "executor")
+    own = executor is None or isinstance(executor, ExecutorConfig)
+    runner = make_executor(executor) if own else executor
+    spec = {"n_params": n_params, "bounds": [float(lo), float(hi)], "direction": direction,
+            "seed": seed, "optimiser": opt.model_dump(mode="json")}
+    if out is not None:
+        out = rundir.prepare(Path(out), force=force, resume=resume)
+        saved = out / "problem.json"
+        if resume and saved.exists() and json.loads(saved.read_text()) != spec:
+            raise ConfigError("--resume", f"the problem differs from the one in {saved}")
+        rundir.write_json(saved, spec)
+    study = _open_study(direction, opt.storage, out, resume)
+    seeds = [int(np.random.SeedSequence([seed, r]).generate_state(1)[0])
+             for r in range(opt.repeats)]
+    problem = Problem(n_params, (float(lo), float(hi)), direction, seed, opt, _user_task,
+                      lambda w, r: (evaluate, w, seeds[r]), _combine_user)
+    drive(problem, study, runner, out, progress, close=own)
+    base_trial = next(t for t in study.trials if t.user_attrs.get("baseline"))
+    if base_trial.state != optuna.trial.TrialState.COMPLETE or base_trial.user_attrs.get("failed"):
+        raise CrowdsteerError(f"the baseline (w = 0) failed: {base_trial.user_attrs.get('error')}")
+    best_trial = _best(study, direction, problem.constrained)
+    history = tuple(float("nan") if t.value is None or t.user_attrs.get("failed")
+                    else float(t.value) for t in _finished(study))
+    result = RunResult(_outcome(base_trial, n_params), _outcome(best_trial, n_params),
+                       best_trial.number, len(history), direction, history,
+                       time.perf_counter() - start, out)
+    if out is not None:
+        rundir.write_json(out / "result.json", {
+            "objective": {"name": "J", "direction": direction},
+            "baseline": _summary(result.baseline),
+            "best": {**_summary(result.best), "trial": result.best_trial},
+            "evaluations": result.evaluations, "kl_floor": None, "learner": "user",
+            "modifier": f"{n_params} parameters", "optimiser": opt.name,
+            "seconds": result.seconds})
+        from crowdsteer.report.html import write_report
+
+        write_report(out)
+    return result
