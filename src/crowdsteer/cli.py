@@ -96,6 +96,24 @@ def solve(
         typer.echo(f"wrote {out}/summary.json, mu.npy, pi.npy, mu.png")
 
 
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write the starter config.")] = Path(
+        "crowdsteer.yaml"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter config.
+
+    Example: crowdsteer init my.yaml && crowdsteer run my.yaml --out runs/my
+    """
+    from importlib.resources import files
+
+    if path.exists() and not force:
+        fail(f"{path} exists; pass --force to overwrite it")
+    path.write_text(files("crowdsteer").joinpath("starter.yaml").read_text())
+    typer.echo(f"wrote {path}; run it with: crowdsteer run {path} --out runs/starter")
+
+
 def main(argv: list[str] | None = None) -> Any:
     return app(argv)
 

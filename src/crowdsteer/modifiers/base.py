@@ -64,6 +64,8 @@ class ModifierConfig(Strict):
         lo, hi = v
         if not (np.isfinite(lo) and np.isfinite(hi)) or lo >= hi:
             raise ValueError(f"needs lo < hi (both finite), got [{lo}, {hi}]")
+        if max(abs(lo), abs(hi)) > 1e6:
+            raise ValueError(f"allowed: weights within [-1e6, 1e6]; got [{lo}, {hi}]")
         return v
 
 
