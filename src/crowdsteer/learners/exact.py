@@ -107,8 +107,7 @@ def _omd(game: Game, theta: ThetaLike, cfg: ExactConfig, progress: Progress | No
         y = (1 - eta * tau) * y + eta * ev.Q
         if mask is not None:
             y[:, mask] = -np.inf
-        y -= y.max(axis=2, keepdims=True)  # keeps exp() in range; softmax is shift-invariant
-        pi = softmax(y, axis=2)
+        pi = softmax_actions(y)
     return Solution(pi, mu, gap, k, time.perf_counter() - start, converged,
                     history=np.asarray(history))
 
@@ -143,6 +142,26 @@ def _fp(game: Game, theta: ThetaLike, cfg: ExactConfig, progress: Progress | Non
         before_bar = (k * before_bar + before_br) / (k + 1)
     return Solution(pi_bar, mu_bar, gap, k, time.perf_counter() - start, converged,
                     history=np.asarray(history))
+
+
+def softmax_actions(y: Array) -> Array:
+    """Softmax over the last (action) axis of ``(T, S, A)``; masked entries are ``-inf``.
+
+    With few actions, reductions over the short last axis are slow in NumPy, so the max
+    and the sum run over action slices instead (same result as ``scipy.special.softmax``).
+    """
+    A = y.shape[-1]
+    if A > 16:
+        return softmax(y, axis=-1)
+    top = y[..., 0].copy()
+    for a in range(1, A):
+        np.maximum(top, y[..., a], out=top)
+    e = np.exp(y - top[..., None])  # keeps exp() in range; softmax is shift-invariant
+    total = e[..., 0].copy()
+    for a in range(1, A):
+        total += e[..., a]
+    e /= total[..., None]
+    return e
 
 
 @learners.register("exact")
