@@ -94,6 +94,37 @@ def solve(
         typer.echo(f"{status} in {s.iterations} iterations, {s.seconds:.2f} s; "
                    f"exploitability {s.exploitability:.3g}, welfare {result.welfare:.6g}")
         typer.echo(f"wrote {out}/summary.json, mu.npy, pi.npy, mu.png")
+        if cfg["finite_n"] is not None:
+            _finite_n(cfg, out)
+
+
+def _finite_n(cfg: Any, out: Path) -> None:
+    """The finite-N study: a table, finite_n.json and finite_n.png in the run folder."""
+    from dataclasses import asdict
+
+    import numpy as np
+    from rich.table import Table
+
+    from crowdsteer import rundir
+    from crowdsteer.finite_n import study
+    from crowdsteer.report.plots import line_plot
+
+    rows = study(cfg)
+    table = Table("N", "policy: TV to mu*", "learner: TV (agents)", "learner: TV (mean field)",
+                  "learner: exploitability", "seconds", title="finite N against the mean field")
+    for r in rows:
+        table.add_row(str(r.agents), f"{r.policy_tv:.3g}", f"{r.learner_tv_sample:.3g}",
+                      f"{r.learner_tv_mean_field:.3g}", f"{r.learner_exploitability:.3g}",
+                      f"{r.seconds:.2f}")
+    Console().print(table)
+    rundir.write_json(out / "finite_n.json", {"rows": [asdict(r) for r in rows]})
+    N = np.array([r.agents for r in rows], float)
+    ref = rows[0].policy_tv * np.sqrt(N[0] / N)
+    line_plot([("N agents playing the mean-field policy", N, np.array([r.policy_tv for r in rows])),
+               ("N learning agents", N, np.array([r.learner_tv_sample for r in rows])),
+               ("1/sqrt(N)", N, ref)], out / "finite_n.png", "N", "TV distance to mu*",
+              title="finite N approaches the mean field", logy=True)
+    typer.echo(f"wrote {out}/finite_n.json, finite_n.png")
 
 
 @app.command()

@@ -80,11 +80,8 @@ def _ensure_sections() -> None:
     import crowdsteer.games  # noqa: F401
     import crowdsteer.learners  # noqa: F401
 
-    try:
-        import crowdsteer.metaagent  # noqa: F401  (modifier, objective, optimiser sections)
-    except ModuleNotFoundError as exc:  # pragma: no cover - during early development only
-        if exc.name != "crowdsteer.metaagent":
-            raise
+    import crowdsteer.finite_n  # noqa: F401  (finite_n section)
+    import crowdsteer.metaagent  # noqa: F401  (modifier, objective, optimiser sections)
 
 
 def parse_yaml(text: str, source: str = "config") -> dict[str, Any]:
