@@ -49,12 +49,17 @@ def from_pydantic(
 
 
 def _fields_at(model: type[BaseModel] | None, loc: tuple) -> list[str]:
-    """Field names of the (sub)model found by following ``loc`` from ``model``."""
+    """Field names, as spelled in a config (aliases), of the (sub)model at ``loc``."""
     for part in loc:
-        if model is None or not isinstance(part, str) or part not in model.model_fields:
-            return [] if model is None else sorted(model.model_fields)
-        model = _submodel(model.model_fields[part].annotation)
-    return sorted(model.model_fields) if model else []
+        if model is None:
+            return []
+        if isinstance(part, int):  # an index into a list of submodels
+            continue
+        fields = {f.alias or n: f for n, f in model.model_fields.items()}
+        if part not in fields:
+            break
+        model = _submodel(fields[part].annotation)
+    return sorted(f.alias or n for n, f in model.model_fields.items()) if model else []
 
 
 def _submodel(annotation: Any) -> type[BaseModel] | None:

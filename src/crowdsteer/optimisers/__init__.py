@@ -23,7 +23,7 @@ from pydantic import Field
 from crowdsteer.config_base import Strict
 from crowdsteer.registry import Registry
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
+optuna.logging.set_verbosity(optuna.logging.ERROR)  # J ties make the GP fit log noise
 
 Constraints = Callable[[optuna.trial.FrozenTrial], Sequence[float]] | None
 
