@@ -40,7 +40,9 @@ class Solution:
     agents
         Number of simulated agents (0 for the exact solver).
     history
-        Exploitability (exact) or policy change (model-free) after each iteration.
+        The stopping statistic after each iteration: exploitability (exact, and the
+        fictitious_play learner's estimate from its pooled experience) or policy change
+        (independent learners).
     """
 
     pi: Array
