@@ -28,6 +28,8 @@ import numpy as np
 from crowdsteer.games.base import Game, ThetaLike, reward_table
 
 Array = np.ndarray
+TAU_MIN = 1e-8
+"""Temperatures at or below this give a plain best response (Q / tau would overflow)."""
 
 
 def mean_field(game: Game, pi: Array) -> Array:
@@ -72,11 +74,11 @@ def soft_response(Q_t: Array, tau: float, allowed: Array | None = None) -> tuple
     """Best (``tau = 0``) or soft (``tau > 0``) response to ``Q_t``; returns ``(pi_t, V_t)``.
 
     ``Q_t`` is ``(S, A)``; ``pi_t`` ``(S, A)`` rows on the simplex; ``V_t`` ``(S,)``.
-    At ``tau = 0`` ties go to the first maximiser.
+    At ``tau = 0`` (or ``tau <= TAU_MIN``) ties go to the first maximiser.
     """
     if allowed is not None:
         Q_t = np.where(allowed, Q_t, -np.inf)
-    if tau > 0:
+    if tau > TAU_MIN:
         # log-sum-exp by hand: scipy's is several times slower on (S, A) rows this small
         z = Q_t / tau
         top = z.max(axis=1, keepdims=True)
