@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast bench bench-peers clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -22,6 +22,12 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
+
+# OpenSpiel and MFGLib timed against crowdsteer (optional dependencies; mfglib --no-deps).
+bench-peers: $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt -r benchmarks/peers/requirements.txt
+	$(BIN)/pip install --quiet -c constraints.txt --no-deps -r benchmarks/peers/requirements-nodeps.txt
+	$(BIN)/python benchmarks/run.py --only peers
 
 clean:
 	rm -rf $(VENV) runs

@@ -116,7 +116,7 @@ def evaluate(game: Game, pi: Array, R: Array, tau: float = 0.0) -> Evaluation:
     for t in range(T - 1, -1, -1):
         Q[t] = R[t] + game.transition.expect(V_next)
         q = np.where(pi[t] > 0, Q[t], 0.0)  # masked actions (Q = -inf) carry no mass
-        V[t] = (pi[t] * q).sum(axis=1) + (tau * entropy(pi[t]) if tau > 0 else 0.0)
+        V[t] = (pi[t] * q).sum(axis=1) + (tau * entropy(pi[t]) if tau > TAU_MIN else 0.0)
         V_next = V[t]
     return Evaluation(Q, V)
 
