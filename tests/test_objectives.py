@@ -68,3 +68,19 @@ def test_worst_off_in_a_one_shot_game_is_the_lowest_start_value(rng):
     mu = mean_field(game, pi)
     r = game.reward(0, mu[0])
     assert worst_off(game, pi, mu) == pytest.approx(float((pi[0] @ r).min()))
+
+
+def test_values_target_allows_zeros_only_where_no_agent_lands():
+    """Routing: the origin state is empty after the move, so the target may be 0 there;
+    a path (where agents do land) may not have 0."""
+    from crowdsteer.config import build_game, load_config
+
+    game = build_game(load_config("examples/pigou.yaml"))
+    assert game.S == 3  # one origin, two paths
+    target = build(ObjectiveConfig(name="kl", target={"values": [0, 1, 3]}), game).target
+    np.testing.assert_allclose(target[0], [0, 0.25, 0.75])
+    with pytest.raises(ConfigError, match="zero entries where agents can land") as info:
+        build(ObjectiveConfig(name="kl", target={"values": [1, 0, 3]}), game)
+    assert info.value.field == "objective.target.values"
+    with pytest.raises(ConfigError, match="one entry per state"):
+        build(ObjectiveConfig(name="kl", target={"values": [1, 3]}), game)

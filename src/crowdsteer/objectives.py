@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Annotated, Literal, Protocol
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from crowdsteer.config_base import Strict, load_npy
 from crowdsteer.equilibrium import evaluate, welfare
@@ -49,11 +49,20 @@ def kl_floor(S_plus: int, N: int, T: int) -> float:
 
 
 class TargetSpec(FieldSpec):
-    """A target distribution: Gaussian ``bumps`` (per-step centers allowed) or a ``.npy`` ``file``
-    of shape ``(T, h, w)`` or ``(h, w)`` (``(T, S)``/``(S,)`` for games without a grid)."""
+    """A target distribution: Gaussian ``bumps`` (per-step centers allowed), a ``.npy``
+    ``file`` of shape ``(T, h, w)`` or ``(h, w)`` (``(T, S)``/``(S,)`` for games without a
+    grid), or the ``values`` themselves (``(S,)`` or ``(T, S)`` as nested lists)."""
 
     floor: Annotated[float, Field(ge=0, lt=1)] = 1e-6
     """Added to bump targets, as a fraction of their peak, so no cell has zero mass."""
+    values: list[float] | list[list[float]] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "TargetSpec":
+        given = [x is not None for x in (self.bumps, self.file, self.values)]
+        if sum(given) != 1:
+            raise ValueError("give exactly one of 'bumps', 'file' or 'values'")
+        return self
 
 
 class ObjectiveConfig(Strict):
@@ -141,23 +150,44 @@ def build_target(spec: TargetSpec, game: Game, base_dir: Path | None = None) -> 
     """``(T, S)`` target, each step normalised; refuses NaN, negative or zero entries."""
     field = "objective.target"
     shape = getattr(game, "shape", None)
-    if shape is not None:
+    where = f"{field}.file" if spec.file else f"{field}.values" if spec.values else f"{field}.bumps"
+    if shape is not None and spec.values is None:
         raw = grid_field(spec, game.T, shape[0], shape[1], field, base_dir)
     else:
-        arr = load_npy(spec.file, f"{field}.file", base_dir) if spec.file else None
-        if arr is None:
-            raise ConfigError(field, "this game has no grid: give the target as a .npy 'file'")
-        if arr.shape == (game.S,):
+        if spec.values is not None:
+            arr = np.asarray(spec.values, dtype=float)
+        elif spec.file is not None:
+            arr = load_npy(spec.file, f"{field}.file", base_dir)
+        else:
+            raise ConfigError(field, "this game has no grid: give the target as 'values' or "
+                              "a .npy 'file'")
+        if arr.ndim == 1 and arr.shape == (game.S,):
             arr = np.broadcast_to(arr, (game.T, game.S))
         if arr.shape != (game.T, game.S):
-            raise ConfigError(f"{field}.file", f"shape {arr.shape}; allowed: ({game.T}, "
-                              f"{game.S}) or ({game.S},)")
+            raise ConfigError(where, f"shape {arr.shape}; allowed: ({game.T}, {game.S}) or "
+                              f"({game.S},), one entry per state")
         raw = np.array(arr, dtype=float)
     if spec.bumps is not None:
         raw = raw + spec.floor * raw.max(axis=1, keepdims=True)
-    where = f"{field}.file" if spec.file else f"{field}.bumps"
-    return np.stack([check_distribution(raw[t], where, allow_zeros=False)
-                     for t in range(game.T)])
+    # zeros are fine where no agent can ever land (e.g. the start states of routing games)
+    reachable = reachable_states(game)
+    out = []
+    for t in range(game.T):
+        if not np.all(np.isfinite(raw[t])):
+            raise ConfigError(where, "contains NaN or infinite values; allowed: finite "
+                              "numbers >= 0")
+        if np.any(raw[t][reachable] == 0):
+            raise ConfigError(where, "has zero entries where agents can land, which make the "
+                              "KL divergence infinite; allowed: numbers > 0")
+        out.append(check_distribution(raw[t], where, allow_zeros=True))
+    return np.stack(out)
+
+
+def reachable_states(game: Game) -> Array:
+    """``(S,)`` bool: states some allowed action can land in (a move's possible outcomes)."""
+    allowed = np.ones((game.S, game.A)) if game.allowed is None else game.allowed.astype(float)
+    pi = allowed / allowed.sum(axis=1, keepdims=True)
+    return game.transition.push(np.full(game.S, 1.0 / game.S), pi) > 0
 
 
 def build(cfg: ObjectiveConfig, game: Game, base_dir: Path | None = None) -> Payoff:
