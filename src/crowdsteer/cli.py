@@ -159,6 +159,21 @@ def check(
             raise typer.Exit(1)
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench(ctx: typer.Context) -> None:
+    """Run the benchmarks of a crowdsteer checkout (benchmarks/run.py; options pass through:
+    --only SUITE, --quick); results go to BENCHMARKS.md.
+
+    Example: crowdsteer bench --only solver --quick
+    """
+    import subprocess
+
+    script = Path("benchmarks/run.py")
+    if not script.is_file():
+        fail("benchmarks/run.py not found: run this from a crowdsteer checkout")
+    raise typer.Exit(subprocess.call([sys.executable, str(script), *ctx.args]))
+
+
 @app.command()
 def init(
     path: Annotated[Path, typer.Argument(help="Where to write the starter config.")] = Path(
