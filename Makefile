@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/crowdsteer solve examples/solve.yaml --out runs/solve --force
+	$(BIN)/crowdsteer run examples/oneshot.yaml --out runs/oneshot --force
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
