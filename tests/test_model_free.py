@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from crowdsteer.objectives import kl_floor
 from crowdsteer.errors import ConfigError, DivergenceError
 from crowdsteer.equilibrium import best_response, exploitability, exploitability_from, mean_field
 from crowdsteer.games.base import reward_table
@@ -23,7 +24,7 @@ from crowdsteer.learners.base import learners
 from crowdsteer.learners.exact import ExactConfig, ExactSolver
 from crowdsteer.learners.independent import IndependentConfig, IndependentLearners
 from crowdsteer.learners.sampled_fp import (
-    FictitiousPlayConfig, SampledFictitiousPlay, Tables, default_tolerance, respond,
+    FictitiousPlayConfig, SampledFictitiousPlay, Tables, respond,
 )
 from crowdsteer.objectives import kl_divergence
 from crowdsteer.learners.simulate import (
@@ -228,7 +229,7 @@ def test_fictitious_play_oneshot_log_game_stops_near_closed_form():
     kl_mu, kl_sample = kl_errors(sol, mu_star)
     assert sol.converged and sol.iterations < 500
     assert kl_mu <= 0.02
-    assert kl_sample <= 2 * default_tolerance(game.T, game.S, 2000)  # 0.05
+    assert kl_sample <= 2 * kl_floor(game.S, 2000, game.T)  # 0.05
 
 
 def test_fictitious_play_dynamic_log_game_against_exact():
@@ -253,7 +254,7 @@ def test_fictitious_play_dynamic_log_game_against_exact():
             kl_mu, kl_sample = kl_errors(sol, mu_star)
             assert sol.converged and sol.iterations < 200, (N, seed, sol.iterations)
             assert kl_mu <= kl_bound, (N, seed, kl_mu)
-            assert kl_sample <= 2 * default_tolerance(game.T, game.S, N), (N, seed, kl_sample)
+            assert kl_sample <= 2 * kl_floor(game.S, N, game.T), (N, seed, kl_sample)
             assert sol.exploitability <= expl_bound, (N, seed, sol.exploitability)
 
 

@@ -24,7 +24,7 @@ Both stop when the exploitability of the current iterate is at most ``tolerance`
 from __future__ import annotations
 
 import time
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -89,14 +89,8 @@ def _omd(game: Game, theta: ThetaLike, cfg: ExactConfig, progress: Progress | No
     history = []
     for k in range(1, cfg.max_iterations + 1):
         mu = mean_field(game, pi)
-        R = reward_table(game, mu, theta)
-        ev = evaluate(game, pi, R, tau)
-        br = best_response(game, R, tau)
-        gap = max(float(game.mu0 @ (br.V[0] - ev.V[0])), 0.0)
-        check_finite(gap, "exploitability")
-        history.append(gap)
-        if progress:
-            progress(k, gap)
+        ev, br, gap = _certify(game, pi, reward_table(game, mu, theta), tau, k, history,
+                               progress)
         if gap <= cfg.tolerance or k == cfg.max_iterations:
             converged = gap <= cfg.tolerance
             break
@@ -112,6 +106,19 @@ def _omd(game: Game, theta: ThetaLike, cfg: ExactConfig, progress: Progress | No
                     history=np.asarray(history))
 
 
+def _certify(game: Game, pi: Array, R: Array, tau: float, k: int, history: list[float],
+             progress: Progress | None) -> tuple[Any, Any, float]:
+    """Values of ``pi``, the best response and the exploitability gap, recorded in ``history``."""
+    ev = evaluate(game, pi, R, tau)
+    br = best_response(game, R, tau)
+    gap = max(float(game.mu0 @ (br.V[0] - ev.V[0])), 0.0)
+    check_finite(gap, "exploitability")
+    history.append(gap)
+    if progress:
+        progress(k, gap)
+    return ev, br, gap
+
+
 def _fp(game: Game, theta: ThetaLike, cfg: ExactConfig, progress: Progress | None) -> Solution:
     start = time.perf_counter()
     tau = cfg.temperature
@@ -120,14 +127,8 @@ def _fp(game: Game, theta: ThetaLike, cfg: ExactConfig, progress: Progress | Non
     before_bar = state_before(game, mu_bar)  # (T, S) mass before each step
     history = []
     for k in range(1, cfg.max_iterations + 1):
-        R = reward_table(game, mu_bar, theta)
-        ev = evaluate(game, pi_bar, R, tau)
-        br = best_response(game, R, tau)
-        gap = max(float(game.mu0 @ (br.V[0] - ev.V[0])), 0.0)
-        check_finite(gap, "exploitability")
-        history.append(gap)
-        if progress:
-            progress(k, gap)
+        ev, br, gap = _certify(game, pi_bar, reward_table(game, mu_bar, theta), tau, k,
+                               history, progress)
         if gap <= cfg.tolerance or k == cfg.max_iterations:
             converged = gap <= cfg.tolerance
             break

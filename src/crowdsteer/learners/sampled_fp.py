@@ -70,7 +70,8 @@ of the agents playing ``pi_bar`` in the last rounds.
 
 Examples
 --------
->>> from crowdsteer.games.crowd import CrowdConfig, build
+>>> from crowdsteer.objectives import kl_floor
+from crowdsteer.games.crowd import CrowdConfig, build
 >>> game = build(CrowdConfig(height=3, width=3, congestion={"kind": "log"}))
 >>> sol = SampledFictitiousPlay(FictitiousPlayConfig(temperature=0.3, agents=500)).solve(
 ...     game, rng=np.random.default_rng(0))
@@ -134,11 +135,6 @@ def epsilon(cfg: FictitiousPlayConfig, k: int) -> float:
     return base / np.sqrt(k)
 
 
-def default_tolerance(T: int, S: int, N: int) -> float:
-    """``T (S - 1) / (2 N)``: the expected KL of ``N`` exact samples, summed over ``T`` steps."""
-    return T * (S - 1) / (2 * N)
-
-
 class SampledFictitiousPlay:
     """Fictitious play from pooled samples of ``N`` agents (see module docstring)."""
 
@@ -151,7 +147,7 @@ class SampledFictitiousPlay:
         cfg = self.config
         rng = np.random.default_rng() if rng is None else rng
         N, T, S, A, tau = cfg.agents, game.T, game.S, game.A, cfg.temperature
-        tolerance = cfg.tolerance if cfg.tolerance is not None else default_tolerance(T, S, N)
+        tolerance = cfg.tolerance if cfg.tolerance is not None else kl_floor(S, N, T)
         nxt = successors(game.transition)  # (S, A, K)
         tables = Tables(T, S, A, nxt.shape[2])
         pi_bar = initial_policy(game)
