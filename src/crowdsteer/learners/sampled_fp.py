@@ -70,8 +70,7 @@ of the agents playing ``pi_bar`` in the last rounds.
 
 Examples
 --------
->>> from crowdsteer.objectives import kl_floor
-from crowdsteer.games.crowd import CrowdConfig, build
+>>> from crowdsteer.games.crowd import CrowdConfig, build
 >>> game = build(CrowdConfig(height=3, width=3, congestion={"kind": "log"}))
 >>> sol = SampledFictitiousPlay(FictitiousPlayConfig(temperature=0.3, agents=500)).solve(
 ...     game, rng=np.random.default_rng(0))
@@ -91,6 +90,7 @@ from pydantic import Field
 from crowdsteer.config_base import Strict
 from crowdsteer.equilibrium import entropy, exploitability, mean_field, soft_response
 from crowdsteer.games.base import AnyMove, Game, ThetaLike, theta_at
+from crowdsteer.objectives import kl_floor
 from crowdsteer.learners.base import (
     Progress, Solution, check_finite, initial_policy, learners,
 )
