@@ -18,7 +18,11 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     help="crowdsteer: steer self-interested learning agents to efficient equilibria.\n\n"
-    "Examples:\n\n  crowdsteer solve examples/solve.yaml --out runs/solve",
+    "Examples:\n\n"
+    "  crowdsteer init my.yaml\n\n"
+    "  crowdsteer solve examples/solve.yaml --out runs/solve\n\n"
+    "  crowdsteer run examples/oneshot.yaml --out runs/oneshot\n\n"
+    "  crowdsteer report runs/oneshot",
 )
 console = Console(stderr=True)
 
