@@ -194,11 +194,6 @@ def combine(w: Array, samples: list[Sample]) -> Outcome:
         iterations=int(max(x.iterations for x in samples)))
 
 
-def evaluate(s: Setup, w: Array) -> Outcome:
-    """All repeats of ``w`` in this process."""
-    return combine(w, [evaluate_once(s, w, r) for r in range(s.optimiser.repeats)])
-
-
 _CACHE: dict[str, Setup] = {}
 
 
