@@ -75,6 +75,19 @@ def initial_policy(game: Game) -> Array:
     return np.broadcast_to(pi, (game.T, game.S, game.A)).copy()
 
 
+DEFAULT_EXPLORATION = 0.1
+"""Exploration of the model-free learners at temperature 0 (argmax responses need it)."""
+
+
+def exploration_rate(exploration: float | None, temperature: float, k: int) -> float:
+    """Rate of round ``k`` (1-based): ``exploration / sqrt(k)``; ``exploration`` defaults to
+    :data:`DEFAULT_EXPLORATION` at temperature 0 and to 0 otherwise (soft responses already
+    try every action)."""
+    if exploration is None:
+        exploration = DEFAULT_EXPLORATION if temperature == 0 else 0.0
+    return exploration / np.sqrt(k)
+
+
 def check_finite(x: Array | float, what: str) -> None:
     from crowdsteer.errors import DivergenceError
 

@@ -46,14 +46,15 @@ from crowdsteer.config_base import Strict
 from crowdsteer.equilibrium import exploitability, mean_field
 from crowdsteer.errors import ConfigError
 from crowdsteer.games.base import Game, ThetaLike, theta_at
-from crowdsteer.learners.base import Progress, Solution, check_finite, learners
+from crowdsteer.learners.base import (
+    Progress, Solution, check_finite, exploration_rate, learners,
+)
 from crowdsteer.learners.simulate import (
     draw_own, sample_states, sample_step, weighted_tv,
 )
 
 Array = np.ndarray
 MAX_ENTRIES = 200_000_000  # N * T * S * A; 1 GB of float32 values plus one-byte counts
-DEFAULT_EXPLORATION = 0.1  # at temperature 0
 SAMPLE_ROUNDS = 5  # mu_sample averages the empirical histograms of this many final rounds
 MAX_COUNT = 255  # visit counts saturate here (uint8)
 
@@ -82,10 +83,7 @@ class IndependentConfig(Strict):
 
 def epsilon(cfg: IndependentConfig, k: int) -> float:
     """Exploration rate of round ``k`` (1-based): ``exploration / sqrt(k)``."""
-    base = cfg.exploration
-    if base is None:
-        base = DEFAULT_EXPLORATION if cfg.temperature == 0 else 0.0
-    return base / np.sqrt(k)
+    return exploration_rate(cfg.exploration, cfg.temperature, k)
 
 
 class IndependentLearners:

@@ -92,6 +92,7 @@ from crowdsteer.equilibrium import entropy, exploitability, mean_field, soft_res
 from crowdsteer.games.base import AnyMove, Game, ThetaLike, theta_at
 from crowdsteer.objectives import kl_floor
 from crowdsteer.learners.base import (
+    exploration_rate,
     Progress, Solution, check_finite, initial_policy, learners,
 )
 from crowdsteer.learners.simulate import (
@@ -99,7 +100,6 @@ from crowdsteer.learners.simulate import (
 )
 
 Array = np.ndarray
-DEFAULT_EXPLORATION = 0.1  # at temperature 0
 SAMPLE_ROUNDS = 5  # mu_sample averages the empirical histograms of this many final rounds
 PATIENCE = 5  # rounds in a row the gap must stay within tolerance (the estimates lag the crowd)
 REWARD_WEIGHT_POWER = 2  # round m of a pair weighs m^2 in its reward mean (step 3 / (m + 2))
@@ -129,10 +129,7 @@ class FictitiousPlayConfig(Strict):
 
 def epsilon(cfg: FictitiousPlayConfig, k: int) -> float:
     """Exploration rate of round ``k`` (1-based): ``exploration / sqrt(k)``."""
-    base = cfg.exploration
-    if base is None:
-        base = DEFAULT_EXPLORATION if cfg.temperature == 0 else 0.0
-    return base / np.sqrt(k)
+    return exploration_rate(cfg.exploration, cfg.temperature, k)
 
 
 class SampledFictitiousPlay:
