@@ -15,6 +15,14 @@ import numpy as np  # noqa: E402
 Array = np.ndarray
 
 
+def _save(fig: "plt.Figure", path: Path) -> Path:
+    """Write ``fig`` as a PNG and free it."""
+    path = Path(path)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
 def heatmap_grid(rows: Sequence[tuple[str, Array]], path: Path, title: str | None = None,
                  cmap: str = "viridis", shared_scale: bool = True) -> Path:
     """One row of heat maps per entry of ``rows``, one column per time step.
@@ -81,10 +89,7 @@ def _heatmaps(rows: Sequence[tuple[str, Array]], path: Path, times: Sequence[int
         fig.colorbar(im, ax=list(axes[r]), shrink=0.8)
     if title:
         fig.suptitle(title, fontsize=10)
-    path = Path(path)
-    fig.savefig(path, dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _as_grid(a: Array) -> Array:
@@ -112,10 +117,7 @@ def line_plot(series: Sequence[tuple[str, Array, Array]], path: Path, xlabel: st
     if len(series) > 1:
         ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    path = Path(path)
-    fig.savefig(path, dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def modifier_heatmap(theta: Array, path: Path, title: str | None = None,
@@ -212,10 +214,7 @@ def objective_trace(J: Array, path: Path, direction: str, ylabel: str,
         ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    path = Path(path)
-    fig.savefig(path, dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def write_reproduction_plot(curves: Sequence[Array], path: Path, label: str,
