@@ -81,11 +81,6 @@ class IndependentConfig(Strict):
     agents shift the crowd everyone learns from)."""
 
 
-def epsilon(cfg: IndependentConfig, k: int) -> float:
-    """Exploration rate of round ``k`` (1-based): ``exploration / sqrt(k)``."""
-    return exploration_rate(cfg.exploration, cfg.temperature, k)
-
-
 class IndependentLearners:
     """``N`` independent soft Q-learners (see module docstring)."""
 
@@ -105,7 +100,8 @@ class IndependentLearners:
         history = []
         converged = False
         for k in range(1, cfg.max_iterations + 1):
-            rnd = play_round(game, theta, memory, tau, epsilon(cfg, k), rng)
+            eps = exploration_rate(cfg.exploration, cfg.temperature, k)
+            rnd = play_round(game, theta, memory, tau, eps, rng)
             learn(memory, rnd.path, tau, cfg.learning_rate)
             recent.append(rnd.mu_hat)
             here = rnd.visits > 0

@@ -127,11 +127,6 @@ class FictitiousPlayConfig(Strict):
     crowd everyone learns from)."""
 
 
-def epsilon(cfg: FictitiousPlayConfig, k: int) -> float:
-    """Exploration rate of round ``k`` (1-based): ``exploration / sqrt(k)``."""
-    return exploration_rate(cfg.exploration, cfg.temperature, k)
-
-
 class SampledFictitiousPlay:
     """Fictitious play from pooled samples of ``N`` agents (see module docstring)."""
 
@@ -155,7 +150,8 @@ class SampledFictitiousPlay:
         converged = False
         below = 0
         for k in range(1, cfg.max_iterations + 1):
-            play = explore(pi_bar, epsilon(cfg, k), game.allowed)
+            eps = exploration_rate(cfg.exploration, cfg.temperature, k)
+            play = explore(pi_bar, eps, game.allowed)
             visits, mu_hat = play_round(game, theta, play, N, tables, rng)
             recent.append(mu_hat)
             starts += visits[0]
