@@ -29,6 +29,7 @@ from crowdsteer.metaagent import setup
 from crowdsteer.modifiers import modifiers
 from crowdsteer.solving import solve
 from crowdsteer.theory import lemma1_violation
+from tests.conftest import assert_potential_gradient_is_reward
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 EXACT = ExactSolver(ExactConfig(tolerance=1e-9, max_iterations=20000))
@@ -178,13 +179,7 @@ def test_potential_gradient_is_the_reward(make, rng):
     the multilinear extension of the potential)."""
     g = make(rng)
     mu = g.landing(rng.dirichlet(np.ones(g.K), size=g.N))
-    r, h = g.reward(0, mu), 1e-6
-    grad = np.array([(g.potential(0, mu + h * e) - g.potential(0, mu - h * e)) / (2 * h)
-                     for e in np.eye(g.S)])
-    for i in range(g.N):
-        land = [g.state(i, k) for k in range(g.K)]
-        diff = grad[land] - r[land]
-        np.testing.assert_allclose(diff, diff[0], atol=1e-5)
+    assert_potential_gradient_is_reward(g, mu, atol=1e-5)
 
 
 # ---------------------------------------------------- equilibrium against the optimum

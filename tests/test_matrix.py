@@ -21,7 +21,7 @@ from crowdsteer.learners.base import Solution
 from crowdsteer.learners.exact import ExactConfig, ExactSolver
 from crowdsteer.modifiers import modifiers
 from crowdsteer.objectives import ObjectiveConfig, build as build_objective
-from tests.conftest import crowd
+from tests.conftest import assert_potential_gradient_is_reward, crowd
 
 EXACT = ExactSolver(ExactConfig(tolerance=1e-10))
 C, D = 0, 1          # prisoner's dilemma actions
@@ -84,14 +84,7 @@ def test_potential_gradient_is_the_reward(players, preset, rng):
     assert g.is_potential
     for _ in range(5):
         mu = g.landing(rng.dirichlet(np.ones(2), size=g.N))
-        r = g.reward(0, mu)
-        h = 1e-6
-        grad = np.array([(g.potential(0, mu + h * e) - g.potential(0, mu - h * e)) / (2 * h)
-                         for e in np.eye(g.S)])
-        for i in range(g.N):
-            land = [g.state(i, k) for k in range(g.K)]
-            diff = grad[land] - r[land]
-            np.testing.assert_allclose(diff, diff[0], atol=1e-6)
+        assert_potential_gradient_is_reward(g, mu, atol=1e-6)
 
 
 def test_games_without_a_potential_say_so():
