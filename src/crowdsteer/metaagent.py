@@ -397,7 +397,7 @@ def drive(problem: Problem, study: optuna.Study, executor: Executor, out: Path |
             q = min(opt.batch, total - done)
             trials = []
             for _ in range(q):
-                index = len(_finished(study)) + len(trials)
+                index = done + len(trials)  # the evaluation this ask will be
                 study.sampler = make_sampler(opt, problem.seed, index, constraints)
                 trials.append(study.ask(dists))
             ws = [[t.params[k] for k in names] for t in trials]
