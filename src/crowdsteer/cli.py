@@ -87,7 +87,7 @@ def solve(
 
     with clean_errors():
         cfg = load_config(config)
-        out = rundir.prepare(out, force=force)
+        out = rundir.prepare(out, force=force, resumable=False)
         learner = cfg["learner"]
         with progress_bar(f"solving ({learner.name})", learner.max_iterations,
                           "exploitability" if learner.name == "exact" else "change") as bar:

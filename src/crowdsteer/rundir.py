@@ -16,15 +16,18 @@ from crowdsteer.errors import ConfigError
 MARKERS = ("summary.json", "result.json", "study.db", "evaluations.csv")
 
 
-def prepare(out: Path, force: bool = False, resume: bool = False) -> Path:
-    """Create ``out``; refuse a folder that holds another run unless ``force`` or ``resume``."""
+def prepare(out: Path, force: bool = False, resume: bool = False,
+            resumable: bool = True) -> Path:
+    """Create ``out``; refuse a folder that holds another run unless ``force`` or ``resume``
+    (``resumable``: whether the command has a ``--resume`` to suggest)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError("--out", f"{out} exists and is not a folder")
     held = [m for m in MARKERS if (out / m).exists()]
     if held and not (force or resume):
-        raise ConfigError("--out", f"{out} already holds a run ({held[0]}); pass --resume to "
-                          "continue it or --force to overwrite it, or choose another folder")
+        how = "--resume to continue it or --force" if resumable else "--force"
+        raise ConfigError("--out", f"{out} already holds a run ({held[0]}); pass {how} to "
+                          "overwrite it, or choose another folder")
     if force and not resume:
         for m in (*MARKERS, "best_mu.npy", "mu.npy", "pi.npy", "report.html"):
             if (out / m).exists():
