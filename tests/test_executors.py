@@ -95,7 +95,7 @@ def test_failed_evaluations_are_recorded_with_their_reason(tmp_path):
 def test_a_failure_is_told_to_the_optimiser_as_the_worst_value():
     import optuna
 
-    from crowdsteer.metaagent import _tell_failure
+    from crowdsteer.metaagent.study import tell_failure as _tell_failure
 
     study = optuna.create_study(direction="minimize")
     dist = {"w_0": optuna.distributions.FloatDistribution(-1, 1)}

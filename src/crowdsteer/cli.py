@@ -236,7 +236,9 @@ def run(
             over = {k: v for k, v in (("name", executor), ("workers", workers),
                                       ("address", address)) if v is not None}
             cfg = cfg.replace("executor", validate(ExecutorConfig, {**base, **over}, "--executor"))
-        opt = cfg["optimiser"] or metaagent.OptimiserConfig()
+        from crowdsteer.optimisers import OptimiserConfig
+
+        opt = cfg["optimiser"] or OptimiserConfig()
         with progress_bar("meta-agent", 1 + opt.evaluations, "best J") as bar:
             result = metaagent.run(cfg, out, resume=resume, force=force,
                                    progress=lambda done, total, best: bar(done, best if best

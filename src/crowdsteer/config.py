@@ -76,12 +76,25 @@ class Config:
 
 
 def _ensure_sections() -> None:
-    # Importing these registers their sections; kept lazy to avoid import cycles.
-    import crowdsteer.games  # noqa: F401
-    import crowdsteer.learners  # noqa: F401
+    """Declare the core sections on first use (lazily: the modules that define them import
+    this one for :class:`Config`, never the other way round at import time)."""
+    if "game" in _SECTIONS:
+        return
+    from crowdsteer.executors import ExecutorConfig
+    from crowdsteer.finite_n import FiniteNConfig
+    from crowdsteer.games import games
+    from crowdsteer.learners import learners
+    from crowdsteer.modifiers import modifiers
+    from crowdsteer.objectives import ObjectiveConfig
+    from crowdsteer.optimisers import OptimiserConfig
 
-    import crowdsteer.finite_n  # noqa: F401  (finite_n section)
-    import crowdsteer.metaagent  # noqa: F401  (modifier, objective, optimiser sections)
+    section("game", games, "crowd")
+    section("learner", learners, "exact")
+    section("modifier", modifiers, "power_series")
+    plain_section("objective", ObjectiveConfig)
+    plain_section("optimiser", OptimiserConfig)
+    plain_section("executor", ExecutorConfig)
+    plain_section("finite_n", FiniteNConfig)
 
 
 def parse_yaml(text: str, source: str = "config") -> dict[str, Any]:
@@ -173,14 +186,3 @@ def build(config: Config, key: str, **kwargs: Any) -> Any:
 
 def build_game(config: Config) -> Any:
     return build(config, "game", base_dir=config.base_dir)
-
-
-def _register_core() -> None:
-    from crowdsteer.games.base import games
-    from crowdsteer.learners.base import learners
-
-    section("game", games, "crowd")
-    section("learner", learners, "exact")
-
-
-_register_core()

@@ -14,15 +14,17 @@ against the exact mean-field equilibrium ``mu*`` of the same game:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 from pydantic import Field
 
-from crowdsteer.config import Config, build_game, plain_section, validate_section
 from crowdsteer.config_base import Strict
 from crowdsteer.learners.exact import ExactConfig, ExactSolver
 from crowdsteer.objectives import rollout
+
+if TYPE_CHECKING:
+    from crowdsteer.config import Config
 
 
 class FiniteNConfig(Strict):
@@ -36,9 +38,6 @@ class FiniteNConfig(Strict):
     to the main learner's)."""
     seeds: Annotated[int, Field(gt=0)] = 3
     """Independent repetitions per ``N`` (the table reports their mean)."""
-
-
-plain_section("finite_n", FiniteNConfig)
 
 
 @dataclass(frozen=True)
@@ -59,8 +58,9 @@ def tv(p: np.ndarray, q: np.ndarray) -> float:
 
 def study(config: Config) -> list[FiniteNRow]:
     """Run the finite-``N`` study of ``config`` (needs a ``finite_n`` section)."""
-    from crowdsteer.config import build
     import time
+
+    from crowdsteer.config import build, build_game, validate_section
 
     spec: FiniteNConfig = config["finite_n"]
     game = build_game(config)

@@ -1,0 +1,65 @@
+"""``crowdsteer run`` as a library call: the meta-agent on a config."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from crowdsteer import rundir
+from crowdsteer.config import Config, load_config
+from crowdsteer.errors import ConfigError
+from crowdsteer.executors import make_executor
+from crowdsteer.metaagent.evaluation import combine, evaluate_task, setup
+from crowdsteer.metaagent.loop import Problem, drive
+from crowdsteer.metaagent.results import RunResult, finish
+from crowdsteer.metaagent.study import open_study
+
+
+def run(config: Config | dict | str | Path, out: Path | str | None = None, resume: bool = False,
+        force: bool = False, progress: Any = None, executor: Any = None) -> RunResult:
+    """Run the meta-agent; the Python API of ``crowdsteer run``.
+
+    Parameters
+    ----------
+    config
+        A :class:`Config`, a dict, or a YAML path.
+    out
+        Run folder (``None``: keep the study in memory and write nothing).
+    resume
+        Continue the study in ``out`` without repeating finished evaluations.
+    progress
+        Callback ``(done, total, best_J)`` after each finished evaluation.
+    executor
+        Where evaluations run (default: in process).
+    """
+    start = time.perf_counter()
+    if not isinstance(config, Config):
+        config = load_config(config, required=("game", "modifier"))
+    if config["modifier"] is None:
+        raise ConfigError("modifier", "this section is required for a meta-agent run")
+    s = setup(config)
+    resolved = config.resolved()
+    if out is not None:
+        out = rundir.prepare(Path(out), force=force, resume=resume)
+        saved = out / "config.yaml"
+        if resume and saved.exists():
+            if yaml.safe_load(saved.read_text()) != json.loads(json.dumps(resolved)):
+                raise ConfigError("--resume", f"the config differs from the one the run in {out} "
+                                  "started with (config.yaml); resume with that config")
+        else:
+            rundir.atomic_write(saved, yaml.safe_dump(resolved, sort_keys=False).encode())
+    study = open_study(s.objective.direction, s.optimiser.storage, out, resume)
+    task_base = (resolved, str(config.base_dir))
+    problem = Problem(
+        n_params=s.modifier.n_params, bounds=config["modifier"].bounds,
+        direction=s.objective.direction, seed=config.seed, optimiser=s.optimiser,
+        task=evaluate_task, payload=lambda w, r: (*task_base, w, r), combine=combine)
+    drive(problem, study, executor or make_executor(config["executor"]), out, progress,
+          close=executor is None)
+    return finish(s, study, out, problem.constrained, time.perf_counter() - start)
+
+
