@@ -239,8 +239,11 @@ def run(
         from crowdsteer.optimisers import OptimiserConfig
 
         opt = cfg["optimiser"] or OptimiserConfig()
+        def bar_log(message: str) -> None:
+            console.print(message, markup=False, highlight=False)
+
         with progress_bar("meta-agent", 1 + opt.evaluations, "best J") as bar:
-            result = metaagent.run(cfg, out, resume=resume, force=force,
+            result = metaagent.run(cfg, out, resume=resume, force=force, log=bar_log,
                                    progress=lambda done, total, best: bar(done, best if best
                                                                           is not None else float("nan")))
         b, o = result.baseline, result.best

@@ -127,6 +127,33 @@ class Payoff:
         return Measure(float(value), kl, wf, mm)
 
 
+    def gradient(self, game: Game, mu: Array) -> Array:
+        """``dJ / d mu`` ``(T, S)`` of J measured on the mean field ``mu`` (exact learner).
+
+        .. math::
+
+            \\frac{\\partial}{\\partial \\mu_t} \\sum_t KL(\\mu_t \\| M_t) = \\log\\frac{\\mu_t}{M_t} + 1,
+            \\qquad
+            \\frac{\\partial}{\\partial \\mu_t} \\sum_t \\mu_t \\cdot r_t(\\mu_t)
+            = r_t(\\mu_t) + \\Big(\\frac{\\partial r_t}{\\partial \\mu_t}\\Big)^\\top \\mu_t.
+
+        States with no mass get 0 in the KL derivative (no agent can be moved there at first
+        order when none can reach them). ``maxmin`` (a minimum over start states) has no
+        gradient where the worst-off state switches: it is refused.
+        """
+        from crowdsteer.adjoint import GradientError, reward_vjp
+
+        if self.name == "kl":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.where(mu > 0, np.log(mu / self.target) + 1.0, 0.0)
+        if self.name == "welfare":
+            return np.stack([game.reward(t, mu[t]) + reward_vjp(game, t, mu[t], mu[t])
+                             for t in range(game.T)])
+        raise GradientError(f"objective {self.name} has no gradient (the worst-off agent "
+                            "switches between states); use objective welfare or kl, or "
+                            "optimiser bo")
+
+
 def rollout(game: Game, pi: Array, N: int, rng: np.random.Generator) -> Array:
     """Empirical ``(T, S)`` distribution of ``N`` agents playing ``pi`` from ``mu0``."""
     from crowdsteer.learners.simulate import sample_actions, sample_states, sample_step

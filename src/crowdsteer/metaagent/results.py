@@ -49,7 +49,7 @@ class RunResult:
 
 
 def finish(s: Setup, study: optuna.Study, out: Path | None, constrained: bool,
-           seconds: float) -> RunResult:
+           seconds: float, optimiser_reason: str = "") -> RunResult:
     n = s.modifier.n_params
     direction = s.objective.direction
     base_trial = baseline_trial(study)
@@ -76,7 +76,8 @@ def finish(s: Setup, study: optuna.Study, out: Path | None, constrained: bool,
         rundir.save_npy(out / "best_theta.npy", grid(g, np.asarray(s.modifier.field(np.asarray(best.w)))))
         if s.objective.target is not None:
             rundir.save_npy(out / "target.npy", grid(g, s.objective.target))
-        rundir.write_json(out / "result.json", result_json(s, result))
+        rundir.write_json(out / "result.json", {**result_json(s, result),
+                                                "optimiser_reason": optimiser_reason})
         write_evaluations(study, n, out / "evaluations.csv")
         try:
             from crowdsteer.report.html import write_report

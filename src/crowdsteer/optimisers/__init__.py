@@ -31,8 +31,11 @@ Constraints = Callable[[optuna.trial.FrozenTrial], Sequence[float]] | None
 class OptimiserConfig(Strict):
     """The ``optimiser`` section."""
 
-    name: Literal["bo", "cmaes", "tpe", "random"] = "bo"
-    """``bo``: GP + noise-aware expected improvement; ``cmaes``; ``tpe``; ``random``."""
+    name: Literal["auto", "gradient", "bo", "cmaes", "tpe", "random"] = "auto"
+    """``auto`` (default): ``gradient`` where hypergradients exist (the exact learner at a
+    temperature > 0 on a known game, objective kl or welfare), ``bo`` elsewhere;
+    ``gradient``: L-BFGS-B on exact gradients through the equilibrium; ``bo``: GP +
+    noise-aware expected improvement; ``cmaes``; ``tpe``; ``random``."""
     evaluations: Annotated[int, Field(gt=0)] = 40
     """Evaluations after the baseline (w = 0)."""
     initial: Annotated[int, Field(ge=1)] = 8
