@@ -271,8 +271,9 @@ def adjoint(game: Game, mu: Array, theta: ThetaLike, tau: float, g_mu: Array,
     if scale == 0.0:
         return Adjoint(np.zeros_like(lin.pi), 0.0, 0, time.perf_counter() - start)
     op = LinearOperator((n, n), matvec=matvec, dtype=float)
-    lam, _ = gmres(op, g, x0=g.copy(), rtol=tol, atol=0.0, restart=min(n, 60),
-                   maxiter=max(1, max_products // 60))
+    restart = max(1, min(n, 60, max_products))
+    lam, _ = gmres(op, g, x0=g.copy(), rtol=tol, atol=0.0, restart=restart,
+                   maxiter=max(1, max_products // restart))
     residual = float(np.linalg.norm(matvec(lam) - g)) / scale
     if not np.isfinite(residual) or residual > RESIDUAL_TOL:
         raise GradientError(f"the adjoint linear solve did not converge (relative residual "
