@@ -271,7 +271,7 @@ def adjoint(game: Game, mu: Array, theta: ThetaLike, tau: float, g_mu: Array,
     if scale == 0.0:
         return Adjoint(np.zeros_like(lin.pi), 0.0, 0, time.perf_counter() - start)
     op = LinearOperator((n, n), matvec=matvec, dtype=float)
-    restart = max(1, min(n, 60, max_products))
+    restart = max(1, min(n, 20, max_products))
     lam, _ = gmres(op, g, x0=g.copy(), rtol=tol, atol=0.0, restart=restart,
                    maxiter=max(1, max_products // restart))
     residual = float(np.linalg.norm(matvec(lam) - g)) / scale

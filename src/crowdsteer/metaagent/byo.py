@@ -129,7 +129,7 @@ def optimise(evaluate: Callable[[Array, int], Any], n_params: int,
             "objective": {"name": "J", "direction": direction},
             "baseline": summary(result.baseline),
             "best": {**summary(result.best), "trial": result.best_trial},
-            "evaluations": result.evaluations, "kl_floor": None, "learner": "user",
+            "evaluations": result.evaluations, "iid_sample_kl": None, "learner": "user",
             "modifier": f"{n_params} parameters", "optimiser": opt.name,
             "seconds": result.seconds})
         from crowdsteer.report.html import write_report

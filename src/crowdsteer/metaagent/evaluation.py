@@ -175,7 +175,7 @@ def combine(w: Array, samples: list[Sample]) -> Outcome:
         net_transfer=float(np.mean([x.net_transfer for x in samples])),
         seconds=float(sum(x.seconds for x in samples)),
         converged=all(x.converged for x in samples),
-        iterations=int(max(x.iterations for x in samples)))
+        iterations=int(sum(x.iterations for x in samples)))
 
 
 _CACHE: dict[str, Setup] = {}

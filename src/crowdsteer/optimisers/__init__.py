@@ -42,6 +42,10 @@ class OptimiserConfig(Strict):
     """Random evaluations before the model takes over."""
     batch: Annotated[int, Field(gt=0)] = 1
     """``q``: candidates asked and evaluated together."""
+    validation: Annotated[int, Field(ge=0)] | None = None
+    """``M``: at the end, re-evaluate the baseline and the best ``w`` on ``M`` fresh seeds
+    (never used in tuning); default 10 for model-free learners, 0 for the exact one (its
+    equilibrium does not depend on a seed)."""
     repeats: Annotated[int, Field(gt=0)] = 1
     """``r``: seeds J is averaged over at each w (its spread is kept)."""
     storage: str | None = None
