@@ -81,6 +81,10 @@ def run(config: Config | dict | str | Path, out: Path | str | None = None, resum
     s = dataclasses.replace(s, optimiser=s.optimiser.model_copy(update={"name": choice}))
     study = open_study(s.objective.direction, s.optimiser.storage, out, resume)
     if choice == "gradient":
+        ex = config["executor"]
+        if executor is not None or (ex is not None and ex.name != "serial"):
+            note(out, log, "the gradient optimiser runs its evaluations in this process, one "
+                 "after another (each depends on the last); the executor is not used")
         descend(s, study, out, progress)
         return finish(s, study, out, False, time.perf_counter() - start, why)
     task_base = (resolved, str(config.base_dir))
