@@ -61,6 +61,8 @@ class RunResult:
     """Inner iterations over every evaluation of the run (the final re-solves excluded)."""
     optimiser: str = ""
     """The optimiser that ran (what ``auto`` chose)."""
+    evaluation_seconds: tuple[float, ...] = ()
+    """Seconds each finished evaluation spent in the inner loop (and adjoint), in order."""
 
 
 def finish(s: Setup, study: optuna.Study, out: Path | None, constrained: bool,
@@ -92,7 +94,8 @@ def finish(s: Setup, study: optuna.Study, out: Path | None, constrained: bool,
                        seconds, out, iid, shown(mu_best), shown(mu_base),
                        validate(s, np.zeros(n), M), validate(s, np.asarray(best.w), M),
                        at_mean_field(s, np.asarray(best.w)) if model_free else None,
-                       inner, s.optimiser.name)
+                       inner, s.optimiser.name,
+                       tuple(float(t.user_attrs.get("seconds") or 0.0) for t in finished(study)))
     if out is not None:
         g = s.game
         rundir.save_npy(out / "baseline_mu.npy", grid(g, shown(mu_base)))
