@@ -103,8 +103,10 @@ def solve(
         solve_mod.write(result, out)
         s = result.solution
         status = "converged" if s.converged else "did NOT converge (max_iterations reached)"
+        own = "" if s.estimate is None else f"; the learners' own estimate {s.estimate:.3g}"
         typer.echo(f"{status} in {s.iterations} iterations, {s.seconds:.2f} s; "
-                   f"exploitability {s.exploitability:.3g}, welfare {result.welfare:.6g}")
+                   f"exploitability {s.exploitability:.3g} (certified with the model{own}), "
+                   f"welfare {result.welfare:.6g}")
         typer.echo(f"wrote {out}/summary.json, mu.npy, pi.npy, mu.png")
         if cfg["finite_n"] is not None:
             _finite_n(cfg, out)
