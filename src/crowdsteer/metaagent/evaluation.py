@@ -99,10 +99,15 @@ def net_transfer(game: Any, sol: Solution, theta: Any) -> float:
     return total
 
 
-def solve_at(s: Setup, w: Array, repeat: int) -> Solution:
-    """One inner solve at ``w`` with the seed of ``repeat`` (shared by every ``w``)."""
+def solve_at(s: Setup, w: Array, repeat: int, init: Solution | None = None,
+             theta: Any = None) -> Solution:
+    """One inner solve at ``w`` with the seed of ``repeat`` (shared by every ``w``), warm-started
+    from ``init`` (an earlier solution) when given."""
     rng = np.random.default_rng(np.random.SeedSequence([s.config.seed, repeat]))
-    return s.learner.solve(s.game, s.modifier.theta(w), rng=rng)
+    theta = s.modifier.theta(w) if theta is None else theta
+    if init is None:
+        return s.learner.solve(s.game, theta, rng=rng)
+    return s.learner.solve(s.game, theta, rng=rng, init=init)
 
 
 @dataclass(frozen=True)
@@ -120,7 +125,7 @@ class Sample:
     iterations: int
 
 
-def evaluate_once(s: Setup, w: Array, repeat: int) -> Sample:
+def evaluate_once(s: Setup, w: Array, repeat: int, init: Solution | None = None) -> Sample:
     """Solve the game modified at ``w`` with the seed of ``repeat`` and measure J.
 
     Raises
@@ -129,12 +134,18 @@ def evaluate_once(s: Setup, w: Array, repeat: int) -> Sample:
         The inner loop produced NaN or overflow, or (with ``require_convergence``) did not
         converge within ``max_iterations``.
     """
+    return measured(s, w, repeat, init)[0]
+
+
+def measured(s: Setup, w: Array, repeat: int,
+             init: Solution | None = None) -> tuple[Sample, Solution, Any]:
+    """:func:`evaluate_once` that also returns the solution and the modifier term."""
     start = time.perf_counter()
     w = np.asarray(w, dtype=float)
     theta = s.modifier.theta(w)
     with np.errstate(over="raise", invalid="raise", divide="ignore"):
         try:
-            sol = solve_at(s, w, repeat)
+            sol = solve_at(s, w, repeat, init, theta)
         except FloatingPointError as exc:
             raise DivergenceError(f"the inner loop overflowed ({exc})") from None
     rng = np.random.default_rng(np.random.SeedSequence([s.config.seed, repeat, 1]))
@@ -144,9 +155,10 @@ def evaluate_once(s: Setup, w: Array, repeat: int) -> Sample:
     if s.optimiser.require_convergence and not sol.converged:
         raise DivergenceError(f"no convergence within max_iterations = {sol.iterations} "
                               f"(exploitability {sol.exploitability:.3g})")
-    return Sample(m.objective, m.kl, m.welfare, m.maxmin, sol.exploitability,
-                  net_transfer(s.game, sol, theta), time.perf_counter() - start,
-                  sol.converged, sol.iterations)
+    sample = Sample(m.objective, m.kl, m.welfare, m.maxmin, sol.exploitability,
+                    net_transfer(s.game, sol, theta), time.perf_counter() - start,
+                    sol.converged, sol.iterations)
+    return sample, sol, theta
 
 
 def combine(w: Array, samples: list[Sample]) -> Outcome:
@@ -163,7 +175,7 @@ def combine(w: Array, samples: list[Sample]) -> Outcome:
         net_transfer=float(np.mean([x.net_transfer for x in samples])),
         seconds=float(sum(x.seconds for x in samples)),
         converged=all(x.converged for x in samples),
-        iterations=int(max(x.iterations for x in samples)))
+        iterations=int(sum(x.iterations for x in samples)))
 
 
 _CACHE: dict[str, Setup] = {}

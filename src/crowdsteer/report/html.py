@@ -7,7 +7,7 @@ The report shows the pictures of the paper for one run folder:
 2. heat maps of the target ``M*_t``, the agents left alone and the agents under the best
    modifier, one row each and one column per time step, on one colour scale;
 3. ``J`` against evaluation number: every evaluation as a point, the best so far as a line,
-   the baseline, and the finite-N floor of the empirical KL when there is one;
+   the baseline, and the KL of N agents drawn iid from the target when there is one;
 4. the modifier ``Theta`` at the best ``w`` on a diverging scale centred at 0;
 5. the failed evaluations with their errors;
 6. the resolved config.
@@ -23,7 +23,10 @@ can be mailed or archived on its own.
 Run folder contract (written by the meta-agent)::
 
     result.json        objective {name, direction}, baseline {...}, best {..., trial},
-                       evaluations, kl_floor, learner, modifier, optimiser, seconds
+                       evaluations, inner_iterations, iid_sample_kl {mean, std, agents},
+                       learner, modifier, optimiser, seconds; baseline and best may hold
+                       validation {mean, std, seeds, values}, best may hold mean_field
+                       {objective, kl, welfare, exploitability}
     evaluations.csv    trial,state,J,J_std,kl,welfare,maxmin,exploitability,seconds,error,w_0,...
     target.npy         (T, h, w) or (T, n)   the KL target M*
     baseline_mu.npy    (T, h, w) or (T, n)   agents left alone (w = 0)
@@ -303,15 +306,19 @@ class _Figures:
 
 def _header(run: SavedRun) -> str:
     r = run.result
-    obj = _mapping(r.get("objective"))
+    obj = _dict(r.get("objective"))
     name, direction = str(obj.get("name", "?")), str(obj.get("direction", "minimize"))
-    base, best = _mapping(r.get("baseline")), _mapping(r.get("best"))
+    base, best = _dict(r.get("baseline")), _dict(r.get("best"))
     facts = [("objective", f"{name} ({direction})"), ("learner", r.get("learner")),
              ("modifier", r.get("modifier")), ("optimiser", r.get("optimiser")),
              ("evaluations", r.get("evaluations")), ("best trial", best.get("trial")),
              ("seconds", _fmt(r.get("seconds")))]
-    if r.get("kl_floor") is not None:  # null for exact learners: no sampling floor
-        facts.append(("finite-N KL floor", _fmt(r.get("kl_floor"))))
+    iid = r.get("iid_sample_kl")
+    if isinstance(iid, dict):  # model-free learners with a KL target
+        facts.append((f"KL of {_str(iid.get('agents'))} agents drawn iid from the target",
+                      _fmt(iid.get("mean"))))
+    if r.get("inner_iterations") is not None:
+        facts.append(("inner iterations", r.get("inner_iterations")))
     dl = "".join(f"<dt>{_e(k)}</dt><dd>{_e(_str(v))}</dd>" for k, v in facts)
 
     rows = [(f"objective J ({name})", direction, base.get("objective"), best.get("objective"))]
@@ -319,6 +326,15 @@ def _header(run: SavedRun) -> str:
              # J is often the metric itself: one row is enough
              and not (m == name and base.get(m) == base.get("objective")
                       and best.get(m) == best.get("objective"))]
+    for label, key in (("J on fresh seeds (mean)", "validation"),):
+        b0, b1 = (_dict(base.get(key)).get("mean"), _dict(best.get(key)).get("mean"))
+        if b0 is not None or b1 is not None:
+            seeds = len(_dict(best.get(key)).get("seeds") or [])
+            rows.append((f"{label}, {seeds} seeds", direction, b0, b1))
+    mf = _dict(best.get("mean_field"))
+    if mf.get("objective") is not None:
+        rows.append(("J at the exact equilibrium (mean field)", direction, None,
+                     mf.get("objective")))
     body = "".join(
         f"<tr><th>{_e(label)}</th><td>{_fmt(b0)}</td><td>{_fmt(b1)}</td>"
         f"<td>{_pct(relative_improvement(b0, b1, d))}</td><td class=\"dir\">{_e(d)}</td></tr>"
@@ -365,14 +381,15 @@ def _trace(run: SavedRun, figure: _Figures) -> str:
     ev = run.evaluations
     if ev is None or not np.isfinite(ev.J).any():
         return ""
-    obj = _mapping(run.result.get("objective"))
+    obj = _dict(run.result.get("objective"))
     name, direction = str(obj.get("name", "J")), str(obj.get("direction", "minimize"))
     if direction not in ("minimize", "maximize"):
         direction = "minimize"
-    baseline = _to_float(_mapping(run.result.get("baseline")).get("objective"))
-    # the floor is a level of the empirical KL, so it belongs on the axis only when J is KL
-    floor = _to_float(run.result.get("kl_floor")) if name == "kl" else math.nan
-    best_trial = _mapping(run.result.get("best")).get("trial")
+    baseline = _to_float(_dict(run.result.get("baseline")).get("objective"))
+    # a level of the empirical KL, so it belongs on the axis only when J is KL
+    iid = run.result.get("iid_sample_kl")
+    floor = _to_float(_dict(iid).get("mean")) if name == "kl" else math.nan
+    best_trial = _dict(run.result.get("best")).get("trial")
     hits = (np.flatnonzero(ev.trial == best_trial) if isinstance(best_trial, int)
             and not isinstance(best_trial, bool) else [])
     best_index = int(hits[0]) if len(hits) else None
@@ -389,8 +406,9 @@ def _trace(run: SavedRun, figure: _Figures) -> str:
             title=f"J against evaluation ({direction})")
 
     fails = f" {n_fail} evaluation(s) without J are marked x on the axis." if n_fail else ""
-    floor_note = (" The dashed line is the finite-N floor of the empirical KL: near it, "
-                  "differences are sampling noise." if math.isfinite(floor) else "")
+    floor_note = (" The dashed line is the KL of as many agents drawn independently from the "
+                  "target: what perfectly placed independent agents would score. It is not a "
+                  "floor: agents that coordinate can do better." if math.isfinite(floor) else "")
     return ("<section><h2>The meta-agent's search</h2>"
             f"<p>Each evaluation's J as a point, the best so far as a line; the dotted line is "
             f"the baseline (w = 0).{floor_note}{fails}</p>"
@@ -451,6 +469,12 @@ def _e(text: str) -> str:
     return html.escape(text, quote=True)
 
 
+def _dict(x: Any) -> dict[str, Any]:
+    """``x`` if it is a JSON object, else ``{}`` (a tampered ``result.json`` may hold a
+    string or a list where an object belongs)."""
+    return x if isinstance(x, dict) else {}
+
+
 def _fmt(x: Any) -> str:
     """A number to 5 significant digits; ``n/a`` for missing or non-finite values."""
     if isinstance(x, bool) or x is None:
@@ -467,12 +491,6 @@ def _pct(x: float) -> str:
 
 def _str(v: Any) -> str:
     return "n/a" if v is None else str(v)
-
-
-def _mapping(x: Any) -> dict[str, Any]:
-    """``x`` if it is a JSON object, else ``{}`` (a tampered ``result.json`` may hold a
-    string or a list where an object belongs)."""
-    return x if isinstance(x, dict) else {}
 
 
 def _vector(w: Any) -> str:
