@@ -465,3 +465,11 @@ def test_bad_actions_are_a_config_error_naming_actions():
     with pytest.raises(ConfigError) as info:
         vec.step(np.array([0.5, 1.0]))
     assert info.value.field == "actions"
+
+
+def test_an_unknown_key_with_brackets_is_named_whole():
+    """Regression guard for the union-member tags dropped from error locations
+    (``list[float]``): a user's own key that looks like one is kept."""
+    with pytest.raises(ConfigError) as info:
+        load_config({"game": {**GAME, "x[1]": 2}})
+    assert info.value.field == "game.x[1]" and "unknown field" in info.value.message
