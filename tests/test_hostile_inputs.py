@@ -452,3 +452,24 @@ def test_api_run_with_nan_in_config_names_the_field():
         crowdsteer.run({"game": {**GAME, "congestion": {"strength": float("inf")}},
                         "modifier": {"name": "power_series"}})
     assert info.value.field == "game.congestion.strength"
+
+
+def test_bad_actions_are_a_config_error_naming_actions():
+    env = envs.parallel_env(ENV_CFG, agents=2)
+    env.reset(seed=0)
+    with pytest.raises(ConfigError) as info:
+        env.step({"agent_0": 0, "agent_1": 99})
+    assert info.value.field == "actions" and "took action 99" in info.value.message
+    vec = envs.vector_env(ENV_CFG, agents=2)
+    vec.reset(seed=0)
+    with pytest.raises(ConfigError) as info:
+        vec.step(np.array([0.5, 1.0]))
+    assert info.value.field == "actions"
+
+
+def test_an_unknown_key_with_brackets_is_named_whole():
+    """Regression guard for the union-member tags dropped from error locations
+    (``list[float]``): a user's own key that looks like one is kept."""
+    with pytest.raises(ConfigError) as info:
+        load_config({"game": {**GAME, "x[1]": 2}})
+    assert info.value.field == "game.x[1]" and "unknown field" in info.value.message

@@ -103,6 +103,9 @@ def solve(
         solve_mod.write(result, out)
         s = result.solution
         status = "converged" if s.converged else "did NOT converge (max_iterations reached)"
+        if not s.converged and s.estimate is not None and getattr(learner, "temperature", 1) == 0:
+            status += (" - at temperature 0 the model-free learners approach a mixed "
+                       "equilibrium slowly: raise max_iterations or the temperature")
         own = "" if s.estimate is None else f"; the learners' own estimate {s.estimate:.3g}"
         typer.echo(f"{status} in {s.iterations} iterations, {s.seconds:.2f} s; "
                    f"exploitability {s.exploitability:.3g} (certified with the model{own}), "

@@ -74,7 +74,9 @@ def from_pydantic(
     # in a union (``list[float] | list[list[float]]``) every member reports; a non-finite
     # number is the real complaint wherever it shows up
     err = next((e for e in errors if e["type"] == "finite_number"), errors[0])
-    loc = ".".join(str(p) for p in err["loc"] if not _is_tag(p))
+    parts = list(err["loc"])
+    last = parts.pop() if err["type"] == "extra_forbidden" and parts else None  # a user's key
+    loc = ".".join([str(p) for p in parts if not _is_tag(p)] + ([str(last)] if last else []))
     path = ".".join(p for p in (prefix, loc) if p)
     msg = err["msg"]
     if err["type"] == "finite_number":

@@ -163,23 +163,26 @@ def population_step(game: Game, theta: ThetaLike, t: int, states: Array, actions
 
 
 def check_actions(game: Game, states: Array, actions: Array) -> Array:
-    """``actions`` as ``(N,)`` int64, or ``ValueError`` naming the first invalid agent."""
+    """``actions`` as ``(N,)`` int64, or a :class:`ConfigError` (a ``ValueError``) on
+    ``actions`` naming the first invalid agent."""
     a = np.asarray(actions)
     if a.shape != states.shape:
-        raise ValueError(f"expected one action per agent, shape {states.shape}; got {a.shape}")
+        raise ConfigError("actions", f"expected one per agent, shape {states.shape}; got "
+                          f"{a.shape}")
     if a.dtype.kind not in "iu":
         if a.dtype.kind == "f" and np.all(a == np.round(a)):
             a = a.astype(np.int64)
         else:
-            raise ValueError(f"actions must be integers in [0, {game.A}); got dtype {a.dtype}")
+            raise ConfigError("actions", f"must be integers in [0, {game.A}); got dtype "
+                              f"{a.dtype}")
     a = a.astype(np.int64, copy=False)
     bad = (a < 0) | (a >= game.A)
     if game.allowed is not None and not bad.any():
         bad = ~game.allowed[states, a]
     if bad.any():
         i = int(np.argmax(bad))
-        raise ValueError(f"agent {i} in state {int(states[i])} took action {int(a[i])}; "
-                         f"allowed: {_allowed_text(game, int(states[i]))}")
+        raise ConfigError("actions", f"agent {i} in state {int(states[i])} took action "
+                          f"{int(a[i])}; allowed: {_allowed_text(game, int(states[i]))}")
     return a
 
 
@@ -436,13 +439,13 @@ class CrowdParallelEnv(ParallelEnv):
             raise RuntimeError("the episode is over (or never started): call reset()")
         if len(actions) != self.N:
             missing = [a for a in self.possible_agents if a not in actions]
-            raise ValueError(f"actions must give one action per agent ({self.N}); "
+            raise ConfigError("actions", f"must give one action per agent ({self.N}); "
                              + (f"missing: {', '.join(missing[:5])}" if missing else
                                 f"unknown agents given: {len(actions) - self.N}"))
         try:
             picked = self._pick(actions)
         except KeyError as exc:
-            raise ValueError(f"no action for {exc.args[0]}") from None
+            raise ConfigError("actions", f"no action for {exc.args[0]}") from None
         raw = np.asarray(picked if self.N > 1 else (picked,))
         a = check_actions(self.game, self.states, raw)
         step = population_step(self.game, self.theta, self.t, self.states, a, self._rng)

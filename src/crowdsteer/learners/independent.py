@@ -130,7 +130,6 @@ class IndependentLearners:
         pi_now = np.broadcast_to(memory.uniform.T, (T, S, A)).copy()
         pi_avg, weight = pi_now.copy(), np.zeros((T, S))
         mu_avg, mu_weight = np.zeros((T, S)), 0.0
-        starts = np.zeros(S)  # initial states of all rounds: mu0 as the agents see it
         recent: deque[Array] = deque(maxlen=SAMPLE_ROUNDS)
         history = []
         converged = False
@@ -140,7 +139,6 @@ class IndependentLearners:
             step_floor = cfg.learning_rate * STEP_HALVING / (STEP_HALVING + k)
             learn(memory, rnd.path, tau, step_floor)
             recent.append(rnd.mu_hat)
-            starts += rnd.visits[0]
             here = rnd.visits > 0
             pi_pop = np.where(here[..., None], rnd.policy_sum
                               / np.where(here, rnd.visits, 1.0)[..., None], pi_now)
@@ -164,7 +162,7 @@ class IndependentLearners:
             best, mu_sample = now, np.mean(recent, axis=0)
         else:
             best, mu_sample = avg, mu_avg / mu_weight
-        estimate = population_gap(memory, best.pi, starts / starts.sum(), tau)
+        estimate = population_gap(memory, rnd.path[0][0], best.pi, tau)
         return Solution(best.pi, best.mu, best.exploitability, k, time.perf_counter() - start,
                         converged, mu_sample=mu_sample, agents=N,
                         history=np.asarray(history), estimate=estimate)
@@ -186,39 +184,39 @@ def certify(game: Game, pi: Array, tau: float, theta: ThetaLike) -> Certified:
     return Certified(pi, mu, expl)
 
 
-def population_gap(memory: "Memory", pi: Array, mu0: Array, tau: float) -> float:
+def population_gap(memory: "Memory", x0: Array, pi: Array, tau: float) -> float:
     """The agents' own estimate of the exploitability of ``pi``, from their values alone.
 
-    With :math:`\\bar Q(s, a)` the mean of ``Q_i[0, s, a]`` over the agents that tried
-    ``(0, s, a)`` (their values include what follows, through their own ``V_i[1]``),
+    With :math:`\\bar Q(s, a)` the mean of ``Q_i[0, s, a]`` over the agents ``i`` that
+    started the last round in ``s`` (``x0``, ``(N,)``) and had tried ``a`` there (their
+    values include what follows, through their own ``V_i[1]``), and :math:`\\hat\\mu_0` the
+    histogram of ``x0``,
 
     .. math::
 
         \\hat e = \\sum_s \\hat\\mu_0(s) \\big(V(\\bar Q(s, \\cdot))
                   - \\textstyle\\sum_a \\pi_0(s, a) \\bar Q(s, a) - \\tau H(\\pi_0(s))\\big),
 
-    ``V`` the (soft) maximum; pairs nobody tried count as the best tried value of their
-    state. Computed in blocks of agents (``O(N S A)`` time, ``O(10^7)`` memory).
+    ``V`` the (soft) maximum over allowed actions; actions nobody there tried count as
+    the best tried value of their state. ``O(N A)``: one row per agent.
     """
     N, T, S, A = memory.shape
-    Q, visits = memory.table()
-    total = np.zeros((S, A))
-    count = np.zeros((S, A))
-    block = max(1, 10_000_000 // (S * A))
-    for lo in range(0, N, block):
-        tried = visits[lo:lo + block, 0] > 0
-        total += np.where(tried, Q[lo:lo + block, 0], 0.0).sum(axis=0)
-        count += tried.sum(axis=0)
+    rows = memory.rows(0, x0)  # (A, N)
+    tried = memory.visits[rows] > 0
+    at = (x0[None, :] * A + memory.actions).ravel()
+    total = np.bincount(at, weights=np.where(tried, memory.Q[rows], 0.0).ravel(),
+                        minlength=S * A).reshape(S, A)
+    count = np.bincount(at, weights=tried.ravel(), minlength=S * A).reshape(S, A)
     seen = count > 0
     q = np.where(seen, total / np.maximum(count, 1), -np.inf)
     best = np.where(seen.any(axis=1), q.max(axis=1), 0.0)
     q = np.where(seen, q, best[:, None])
-    if memory.allowed is not None:
-        q = np.where(memory.allowed.T, q, -np.inf)
-    _, v_br = soft_response(q, tau)
+    _, v_br = soft_response(q, tau, None if memory.allowed is None else memory.allowed.T)
     held = pi[0] > 0
-    v_pi = (pi[0] * np.where(held, q, 0.0)).sum(axis=1) + (tau * entropy(pi[0]) if tau > 0
-                                                          else 0.0)
+    v_pi = (pi[0] * np.where(held, q, 0.0)).sum(axis=1)
+    if tau > 0:
+        v_pi += tau * entropy(pi[0])
+    mu0 = np.bincount(x0, minlength=S) / N
     return max(float(mu0 @ (v_br - v_pi)), 0.0)
 
 

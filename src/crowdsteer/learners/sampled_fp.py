@@ -64,11 +64,12 @@ paper's examples at ``tau = 0.1`` the certificate is 2-4x :math:`\\hat e_k` (a r
 against a tolerance of 0.025), and at ``tau = 0`` on a 5 x 5 log game 10-12x
 (:math:`\\hat e_k` = 0.006 with exploitability 0.069); ``benchmarks/model_free.py``
 records both. :math:`\\hat e_k` is kept as ``history`` and the final one as
-``Solution.estimate``. The default tolerance ``T (S - 1) / (2 N)`` is the finite-``N``
-floor of the empirical KL divergence the meta-agent measures on the agents' histogram
-(:func:`crowdsteer.objectives.kl_floor`): in the log game the exploitability is about
-``(c + tau) KL(mu || mu*)``, so the solve stops once its equilibrium error is below the
-sampling noise of the objective it feeds, tightening like ``1/N``. At ``tau = 0`` on a
+``Solution.estimate``. The default tolerance ``T (S - 1) / (2 N)`` is about the KL
+divergence of ``N`` agents drawn independently from a target
+(:func:`crowdsteer.objectives.kl_floor`), the sampling noise of the empirical KL the
+meta-agent measures on the agents' histogram: in the log game the exploitability is
+about ``(c + tau) KL(mu || mu*)``, so the solve stops once its equilibrium error is of the
+order of that noise, tightening like ``1/N``. At ``tau = 0`` on a
 game whose equilibrium mixes, FP's averaged policy converges slowly (its best
 responses are pure, and chosen on noisy estimates): it may well reach
 ``max_iterations`` without the certificate meeting the tolerance, and then says so
@@ -125,8 +126,8 @@ class FictitiousPlayConfig(Strict):
     """``N``: simulated agents. Memory grows like ``N + T S A``."""
     tolerance: Annotated[float, Field(gt=0)] | None = None
     """Stop when the certified (model-based) exploitability of the averaged policy, checked
-    every ``check_every`` rounds, is at most this. Default: ``T (S - 1) / (2 N)``, the
-    finite-``N`` floor of the empirical KL of ``N`` agents (see the module docstring)."""
+    every ``check_every`` rounds, is at most this. Default: ``T (S - 1) / (2 N)``, about the
+    KL of ``N`` agents drawn iid from a target (see the module docstring)."""
     check_every: Annotated[int, Field(gt=0)] = CHECK_EVERY
     """Rounds between certified checks of the stopping rule."""
     max_iterations: Annotated[int, Field(gt=0)] = 2000

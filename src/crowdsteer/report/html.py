@@ -306,9 +306,9 @@ class _Figures:
 
 def _header(run: SavedRun) -> str:
     r = run.result
-    obj = _mapping(r.get("objective"))
+    obj = _dict(r.get("objective"))
     name, direction = str(obj.get("name", "?")), str(obj.get("direction", "minimize"))
-    base, best = _mapping(r.get("baseline")), _mapping(r.get("best"))
+    base, best = _dict(r.get("baseline")), _dict(r.get("best"))
     facts = [("objective", f"{name} ({direction})"), ("learner", r.get("learner")),
              ("modifier", r.get("modifier")), ("optimiser", r.get("optimiser")),
              ("evaluations", r.get("evaluations")), ("best trial", best.get("trial")),
@@ -327,11 +327,11 @@ def _header(run: SavedRun) -> str:
              and not (m == name and base.get(m) == base.get("objective")
                       and best.get(m) == best.get("objective"))]
     for label, key in (("J on fresh seeds (mean)", "validation"),):
-        b0, b1 = (_mapping(base.get(key)).get("mean"), _mapping(best.get(key)).get("mean"))
+        b0, b1 = (_dict(base.get(key)).get("mean"), _dict(best.get(key)).get("mean"))
         if b0 is not None or b1 is not None:
-            seeds = len(_mapping(best.get(key)).get("seeds") or [])
+            seeds = len(_dict(best.get(key)).get("seeds") or [])
             rows.append((f"{label}, {seeds} seeds", direction, b0, b1))
-    mf = _mapping(best.get("mean_field"))
+    mf = _dict(best.get("mean_field"))
     if mf.get("objective") is not None:
         rows.append(("J at the exact equilibrium (mean field)", direction, None,
                      mf.get("objective")))
@@ -381,15 +381,15 @@ def _trace(run: SavedRun, figure: _Figures) -> str:
     ev = run.evaluations
     if ev is None or not np.isfinite(ev.J).any():
         return ""
-    obj = _mapping(run.result.get("objective"))
+    obj = _dict(run.result.get("objective"))
     name, direction = str(obj.get("name", "J")), str(obj.get("direction", "minimize"))
     if direction not in ("minimize", "maximize"):
         direction = "minimize"
-    baseline = _to_float(_mapping(run.result.get("baseline")).get("objective"))
+    baseline = _to_float(_dict(run.result.get("baseline")).get("objective"))
     # a level of the empirical KL, so it belongs on the axis only when J is KL
-    floor = (_to_float(_mapping(run.result.get("iid_sample_kl")).get("mean")) if name == "kl"
-             else math.nan)
-    best_trial = _mapping(run.result.get("best")).get("trial")
+    iid = run.result.get("iid_sample_kl")
+    floor = _to_float(_dict(iid).get("mean")) if name == "kl" else math.nan
+    best_trial = _dict(run.result.get("best")).get("trial")
     hits = (np.flatnonzero(ev.trial == best_trial) if isinstance(best_trial, int)
             and not isinstance(best_trial, bool) else [])
     best_index = int(hits[0]) if len(hits) else None
@@ -469,6 +469,12 @@ def _e(text: str) -> str:
     return html.escape(text, quote=True)
 
 
+def _dict(x: Any) -> dict[str, Any]:
+    """``x`` if it is a JSON object, else ``{}`` (a tampered ``result.json`` may hold a
+    string or a list where an object belongs)."""
+    return x if isinstance(x, dict) else {}
+
+
 def _fmt(x: Any) -> str:
     """A number to 5 significant digits; ``n/a`` for missing or non-finite values."""
     if isinstance(x, bool) or x is None:
@@ -485,12 +491,6 @@ def _pct(x: float) -> str:
 
 def _str(v: Any) -> str:
     return "n/a" if v is None else str(v)
-
-
-def _mapping(x: Any) -> dict[str, Any]:
-    """``x`` if it is a JSON object, else ``{}`` (a tampered ``result.json`` may hold a
-    string or a list where an object belongs)."""
-    return x if isinstance(x, dict) else {}
 
 
 def _vector(w: Any) -> str:
