@@ -91,6 +91,8 @@ def setup(config: Config) -> Setup:
 
 def net_transfer(game: Any, sol: Solution, theta: Any) -> float:
     """``sum_t sum_{s,a} m_t(s) pi_t(s, a) Theta_t(s, a; mu_t)`` with ``m_t`` the mass before step t."""
+    if hasattr(game, "net_transfer"):  # road networks: tolls per link, not a (T, S, A) table
+        return game.net_transfer(sol, theta)
     before = state_before(game, sol.mu)
     total = 0.0
     for t in range(game.T):
