@@ -190,7 +190,6 @@ def check_against_flow_file(game, name, sol, flows_tol):
     assert (c @ sol.flow - sptt) / (c @ sol.flow) == pytest.approx(sol.relative_gap, abs=1e-12)
 
 
-@pytest.mark.slow
 def test_sioux_falls_matches_the_best_known_equilibrium():
     """At relative gap 1e-6 Sioux Falls' TSTT is still 2-3e-5 off (its links are very
     congested: TSTT moves with the flows), so the solve goes on to 1e-8."""

@@ -38,13 +38,12 @@ def test_pigou_toll_of_one_half_reaches_the_optimum(tmp_path):
     assert sol.flow[0] == pytest.approx(0.5, abs=1e-6)
 
 
-@pytest.mark.slow
 def test_marginal_cost_tolls_make_the_system_optimum_an_equilibrium():
     g = network("SiouxFalls")
-    so = g.solve_equilibrium(relative_gap=1e-8, system_optimum=True)
-    ue = g.solve_equilibrium(relative_gap=1e-8)
+    so = g.solve_equilibrium(relative_gap=1e-10, system_optimum=True)
+    ue = g.solve_equilibrium(relative_gap=1e-10)
     toll = so.flow * g.travel_time_derivative(so.flow)
-    tolled = g.solve_equilibrium(tolls(g, bounds=[0, 100]).theta(toll), relative_gap=1e-8)
+    tolled = g.solve_equilibrium(tolls(g, bounds=[0, 100]).theta(toll), relative_gap=1e-10)
     assert tolled.total_travel_time == pytest.approx(so.total_travel_time, rel=1e-6)
     assert so.total_travel_time < ue.total_travel_time * 0.99  # tolls matter on Sioux Falls
 

@@ -220,6 +220,11 @@ class NetworkGame:
             raise ConfigError("learner.temperature", "road networks are solved for "
                               "Wardrop's (deterministic) equilibrium; allowed: 0")
         toll = _toll_vector(theta, self.E)
+        free = self.generalised_cost(np.zeros(self.E), toll)
+        if np.any(free < 0):  # shortest paths (Dijkstra) need costs >= 0
+            e = int(np.argmin(free))
+            raise ConfigError("modifier.bounds", f"a subsidy makes link {self.edge_names[e]} "
+                              f"cost {free[e]:.3g} < 0 at free flow; allowed: costs >= 0")
         # Bi-conjugate Frank-Wolfe is fastest to moderate gaps; below 1e-6 its tail is
         # slow (SF: 8,400 iterations to 1e-7), and path-based gradient projection is used.
         engine = bfw if relative_gap >= PRECISE_GAP else gradient_projection

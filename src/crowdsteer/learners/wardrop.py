@@ -380,12 +380,16 @@ def gradient_projection(game: NetworkGame, toll: Array | None = None,
         # the potential restricted to them (conjugate gradients, diagonally
         # preconditioned) accounts for the pairs sharing links, which the diagonal does not.
         free = nonbasic & (move < paths.flow)
-        if newton and free.sum() > 0:
-            move = _newton_moves(paths, b, dc, excess, diag, free, move)
-        df = -move
-        np.add.at(df, b, move)
-        d = paths.delta.T @ df
-        tau = _line_search(game, x, d, toll, system_optimum)
+        candidates = [move]
+        if newton and free.any():
+            candidates.insert(0, _newton_moves(paths, b, dc, excess, diag, free, move))
+        for move in candidates:  # the Newton moves, unless they fail to descend
+            df = -move
+            np.add.at(df, b, move)
+            d = paths.delta.T @ df
+            tau = _line_search(game, x, d, toll, system_optimum)
+            if tau > 0:
+                break
         paths.flow = np.maximum(paths.flow + tau * df, 0.0)
         paths = paths.keep((paths.flow > 0) | (np.arange(paths.P) == b))
     x = paths.link_flow()
@@ -407,7 +411,7 @@ def equilibrium_vjp(game: NetworkGame, solution: NetworkSolution, toll: Array | 
     basic path) and ``J = diag(c'(x))``, a toll change ``d theta`` keeps every used path of a
     pair equally cheap when ``dx = -G (G^T J G)^+ G^T d theta``; the map is symmetric, so
 
-    .. math:: g_\theta = -G\, (G^T J G)^+\, G^T g_x, \qquad g_x = g_\mu / D,
+    .. math:: g_\\theta = -G \\, (G^T J G)^+ \\, G^T g_x, \\qquad g_x = g_\\mu / D,
 
     solved matrix-free by MINRES. ``residual`` is its relative residual. It assumes strict
     complementarity (no unused path exactly as cheap as the used ones), which holds
