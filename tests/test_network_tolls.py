@@ -87,8 +87,12 @@ def test_meta_agent_finds_the_pigou_toll(tmp_path):
     assert result.baseline.objective == pytest.approx(-1.0, abs=1e-6)
     assert result.best.objective == pytest.approx(-0.75, abs=2e-3)
     assert result.best.net_transfer < 0  # the tolls are paid
-    assert (tmp_path / "run" / "report.html").is_file()
-    assert g.E == 3
+    report = (tmp_path / "run" / "report.html").read_text()
+    # the network section: maps before/after the tolls, TSTT against evaluation number
+    section = report[report.index("<h2>The road network</h2>"):]
+    assert section.count("<img") == 2 and "3 &rarr; 2" in section
+    with np.load(tmp_path / "run" / "network.npz") as saved:
+        assert saved["tail"].tolist() == (g.net.tail).tolist()
 
 
 def test_the_example_runs_its_first_evaluations(tmp_path):

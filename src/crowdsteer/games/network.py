@@ -45,7 +45,9 @@ NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 DEFAULT_RELATIVE_GAP = 1e-6
 """Where ``learner: {name: exact}`` stops on a network unless ``relative_gap`` is set."""
 PRECISE_GAP = 1e-6
-"""Below this relative gap the path-based engine is used instead of Frank-Wolfe."""
+"""Below this relative gap the path-based engine is used whatever the size."""
+PATH_BASED_PAIRS = 20_000
+"""Networks with more origin-destination pairs use Frank-Wolfe (down to ``PRECISE_GAP``)."""
 
 
 class NetworkConfig(Strict):
@@ -225,9 +227,12 @@ class NetworkGame:
             e = int(np.argmin(free))
             raise ConfigError("modifier.bounds", f"a subsidy makes link {self.edge_names[e]} "
                               f"cost {free[e]:.3g} < 0 at free flow; allowed: costs >= 0")
-        # Bi-conjugate Frank-Wolfe is fastest to moderate gaps; below 1e-6 its tail is
-        # slow (SF: 8,400 iterations to 1e-7), and path-based gradient projection is used.
-        engine = bfw if relative_gap >= PRECISE_GAP else gradient_projection
+        # Path-based gradient projection with Newton steps converges in tens of iterations
+        # (Sioux Falls: 32 to 1e-6, 35 to 1e-12), but each costs ~ the number of used
+        # paths; on many pairs (Chicago Sketch: 93,513, 3-4 s an iteration) bi-conjugate
+        # Frank-Wolfe's cheap iterations win down to 1e-6 (BENCHMARKS.md, network).
+        many = int(np.count_nonzero(self.demand)) > PATH_BASED_PAIRS
+        engine = bfw if many and relative_gap >= PRECISE_GAP else gradient_projection
         return engine(self, toll, relative_gap, max_iterations, progress, system_optimum)
 
 

@@ -100,3 +100,100 @@ def write_solve(result: Any, out: Path) -> list[str]:
     map_png(game, [(f"equilibrium: TSTT {sol.total_travel_time:.6g}", sol.flow)],
             out / "map.png", highlight=toll != 0)
     return ["flows.csv", "summary.json", "map.png"]
+
+
+# ------------------------------------------------------------------ meta-agent runs
+
+
+def save_network(game: Any, path: Path) -> None:
+    """What the report needs to draw a network run without the TNTP files: link ends,
+    capacities, node positions and the total demand (``network.npz``)."""
+    buf = io.BytesIO()
+    np.savez(buf, tail=game.net.tail, head=game.net.head, capacity=game.net.capacity,
+             positions=layout(game), D=np.array(game.D))
+    rundir.atomic_write(Path(path), buf.getvalue())
+
+
+class _Saved:
+    """A saved network, shaped like the game for :func:`draw_map`."""
+
+    def __init__(self, data: Any) -> None:
+        from types import SimpleNamespace
+
+        self.net = SimpleNamespace(tail=data["tail"], head=data["head"],
+                                   capacity=data["capacity"], nodes=data["positions"].shape[0])
+        self.E = int(data["tail"].shape[0])
+        self.coords = data["positions"]
+        self.D = float(data["D"])
+
+
+def report_section(run_dir: Path, figure: Any) -> str:
+    """The report's road-network section: the map with the tolls set, volume/capacity
+    before and after the tolls, TSTT against evaluation number ("" without
+    ``network.npz``)."""
+    import html
+
+    from crowdsteer.report import plots
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "network.npz").is_file():
+        return ""
+    with np.load(run_dir / "network.npz", allow_pickle=False) as data:
+        game = _Saved(data)
+
+    def load(name: str) -> Array | None:
+        p = run_dir / name
+        return np.load(p, allow_pickle=False).reshape(-1) if p.is_file() else None
+
+    base, best, toll = load("baseline_mu.npy"), load("best_mu.npy"), load("best_theta.npy")
+    parts = ["<section><h2>The road network</h2>"]
+    if base is not None and best is not None:
+        tolled = toll != 0 if toll is not None else None
+        n = int(tolled.sum()) if tolled is not None else 0
+
+        def draw(path: Path) -> Path:
+            return map_png(game, [("left alone (no tolls)", base * game.D),
+                                  (f"best tolls ({n} links, outlined)", best * game.D)],
+                           path, highlight=tolled)
+
+        parts.append("<p>Links coloured by volume/capacity at equilibrium, without tolls and "
+                     "with the best tolls found; tolled links are drawn thick and outlined.</p>")
+        parts.append(figure(draw, "network maps of volume over capacity"))
+        if toll is not None and n:
+            rows = "".join(f"<tr><td>{int(game.net.tail[e]) + 1} &rarr; "
+                           f"{int(game.net.head[e]) + 1}</td><td>{toll[e]:.4g}</td>"
+                           f"<td>{base[e] * game.D:.6g}</td><td>{best[e] * game.D:.6g}</td></tr>"
+                           for e in np.flatnonzero(tolled))
+            parts.append("<table><thead><tr><th>link</th><th>toll (cost units)</th>"
+                         "<th>flow, no tolls</th><th>flow, tolls</th></tr></thead>"
+                         f"<tbody>{rows}</tbody></table>")
+    tstt = _tstt_per_evaluation(run_dir / "evaluations.csv")
+    if tstt is not None and np.isfinite(tstt).any():
+        def trace(path: Path) -> Path:
+            return plots.objective_trace(tstt, path, "minimize", ylabel="TSTT",
+                                         baseline=float(tstt[0]),
+                                         title="total travel time against evaluation")
+
+        parts.append("<p>Total travel time (tolls excluded) of every evaluation; the first is "
+                     "the network left alone.</p>")
+        parts.append(figure(trace, html.escape("TSTT against evaluation number")))
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _tstt_per_evaluation(path: Path) -> Array | None:
+    """``(n,)`` TSTT = -welfare per evaluation in trial order (NaN where it failed)."""
+    if not path.is_file():
+        return None
+    rows = list(csv.DictReader(path.read_text().splitlines()))
+    if not rows or "welfare" not in rows[0]:
+        return None
+    rows.sort(key=lambda r: int(r.get("trial") or 0))
+
+    def value(r: dict) -> float:
+        try:
+            return -float(r["welfare"])
+        except (TypeError, ValueError):
+            return float("nan")
+
+    return np.array([value(r) for r in rows])
