@@ -241,8 +241,11 @@ def run(
         from crowdsteer.optimisers import OptimiserConfig
 
         opt = cfg["optimiser"] or OptimiserConfig()
+        def bar_log(message: str) -> None:
+            console.print(message, markup=False, highlight=False)
+
         with progress_bar("meta-agent", 1 + opt.evaluations, "best J") as bar:
-            result = metaagent.run(cfg, out, resume=resume, force=force,
+            result = metaagent.run(cfg, out, resume=resume, force=force, log=bar_log,
                                    progress=lambda done, total, best: bar(done, best if best
                                                                           is not None else float("nan")))
         b, o = result.baseline, result.best
@@ -250,8 +253,20 @@ def run(
         typer.echo(f"best (trial {result.best_trial}): J = {o.objective:.6g}  exploitability "
                    f"{o.exploitability:.2g}  after {result.evaluations} evaluations, "
                    f"{result.seconds:.1f} s")
-        if result.kl_floor is not None:
-            typer.echo(f"finite-N floor of the empirical KL: about {result.kl_floor:.3g} nats")
+        for label, v in (("baseline", result.baseline_validation),
+                         ("best", result.best_validation)):
+            if v is not None and v.get("mean") is not None:
+                typer.echo(f"{label} on {len(v['seeds'])} fresh seeds: J = {v['mean']:.6g} "
+                           f"+- {v['std']:.2g}")
+        mf = result.best_mean_field
+        if mf is not None and mf.get("objective") is not None:
+            typer.echo(f"best w at the exact equilibrium (mean field): J = {mf['objective']:.6g}"
+                       f"  exploitability {mf['exploitability']:.2g}")
+        if result.iid_sample_kl is not None:
+            iid = result.iid_sample_kl
+            typer.echo(f"KL of {iid['agents']} agents drawn iid from the target: "
+                       f"{iid['mean']:.3g} +- {iid['std']:.2g} nats (not a floor)")
+        typer.echo(f"optimiser: {result.optimiser}; inner iterations: {result.inner_iterations}")
         typer.echo(f"wrote {out}/result.json, evaluations.csv, best_mu.npy, report.html")
 
 

@@ -36,7 +36,7 @@ class Reproduction:
                 "best_mean": float(np.mean(best)), "best_min": float(np.min(best)),
                 "best_max": float(np.max(best)),
                 "seconds": float(sum(r.seconds for r in self.runs)),
-                "kl_floor": self.runs[0].kl_floor}
+                "iid_sample_kl": self.runs[0].iid_sample_kl}
 
 
 def reproduce(configs: list[Path], out: Path, runs: int = 4, simulations: int | None = 100,

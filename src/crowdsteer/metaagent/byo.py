@@ -88,6 +88,11 @@ def optimise(evaluate: Callable[[Array, int], Any], n_params: int,
     start = time.perf_counter()
     opt = optimiser if isinstance(optimiser, OptimiserConfig) else validate(
         OptimiserConfig, optimiser or {}, "optimiser")
+    if opt.name == "gradient":
+        raise ConfigError("optimiser.name", "gradient needs the game's model (the exact "
+                          "learner); around your own evaluate only J is seen: use auto or bo")
+    if opt.name == "auto":  # no hypergradients through a user's evaluate
+        opt = opt.model_copy(update={"name": "bo"})
     if direction not in ("minimize", "maximize"):
         raise ConfigError("direction", f"allowed: minimize, maximize; got {direction!r}")
     lo, hi = bounds
@@ -124,7 +129,7 @@ def optimise(evaluate: Callable[[Array, int], Any], n_params: int,
             "objective": {"name": "J", "direction": direction},
             "baseline": summary(result.baseline),
             "best": {**summary(result.best), "trial": result.best_trial},
-            "evaluations": result.evaluations, "kl_floor": None, "learner": "user",
+            "evaluations": result.evaluations, "iid_sample_kl": None, "learner": "user",
             "modifier": f"{n_params} parameters", "optimiser": opt.name,
             "seconds": result.seconds})
         from crowdsteer.report.html import write_report

@@ -7,7 +7,7 @@ The report shows the pictures of the paper for one run folder:
 2. heat maps of the target ``M*_t``, the agents left alone and the agents under the best
    modifier, one row each and one column per time step, on one colour scale;
 3. ``J`` against evaluation number: every evaluation as a point, the best so far as a line,
-   the baseline, and the finite-N floor of the empirical KL when there is one;
+   the baseline, and the KL of N agents drawn iid from the target when there is one;
 4. the modifier ``Theta`` at the best ``w`` on a diverging scale centred at 0;
 5. the failed evaluations with their errors;
 6. the resolved config.
@@ -19,7 +19,10 @@ can be mailed or archived on its own.
 Run folder contract (written by the meta-agent)::
 
     result.json        objective {name, direction}, baseline {...}, best {..., trial},
-                       evaluations, kl_floor, learner, modifier, optimiser, seconds
+                       evaluations, inner_iterations, iid_sample_kl {mean, std, agents},
+                       learner, modifier, optimiser, seconds; baseline and best may hold
+                       validation {mean, std, seeds, values}, best may hold mean_field
+                       {objective, kl, welfare, exploitability}
     evaluations.csv    trial,state,J,J_std,kl,welfare,maxmin,exploitability,seconds,error,w_0,...
     target.npy         (T, h, w) or (T, n)   the KL target M*
     baseline_mu.npy    (T, h, w) or (T, n)   agents left alone (w = 0)
@@ -260,8 +263,12 @@ def _header(run: SavedRun) -> str:
              ("modifier", r.get("modifier")), ("optimiser", r.get("optimiser")),
              ("evaluations", r.get("evaluations")), ("best trial", best.get("trial")),
              ("seconds", _fmt(r.get("seconds")))]
-    if r.get("kl_floor") is not None:  # null for exact learners: no sampling floor
-        facts.append(("finite-N KL floor", _fmt(r.get("kl_floor"))))
+    iid = r.get("iid_sample_kl")
+    if isinstance(iid, dict):  # model-free learners with a KL target
+        facts.append((f"KL of {_str(iid.get('agents'))} agents drawn iid from the target",
+                      _fmt(iid.get("mean"))))
+    if r.get("inner_iterations") is not None:
+        facts.append(("inner iterations", r.get("inner_iterations")))
     dl = "".join(f"<dt>{_e(k)}</dt><dd>{_e(_str(v))}</dd>" for k, v in facts)
 
     rows = [(f"objective J ({name})", direction, base.get("objective"), best.get("objective"))]
@@ -269,6 +276,15 @@ def _header(run: SavedRun) -> str:
              # J is often the metric itself: one row is enough
              and not (m == name and base.get(m) == base.get("objective")
                       and best.get(m) == best.get("objective"))]
+    for label, key in (("J on fresh seeds (mean)", "validation"),):
+        b0, b1 = (_dict(base.get(key)).get("mean"), _dict(best.get(key)).get("mean"))
+        if b0 is not None or b1 is not None:
+            seeds = len(_dict(best.get(key)).get("seeds") or [])
+            rows.append((f"{label}, {seeds} seeds", direction, b0, b1))
+    mf = _dict(best.get("mean_field"))
+    if mf.get("objective") is not None:
+        rows.append(("J at the exact equilibrium (mean field)", direction, None,
+                     mf.get("objective")))
     body = "".join(
         f"<tr><th>{_e(label)}</th><td>{_fmt(b0)}</td><td>{_fmt(b1)}</td>"
         f"<td>{_pct(relative_improvement(b0, b1, d))}</td><td class=\"dir\">{_e(d)}</td></tr>"
@@ -320,8 +336,9 @@ def _trace(run: SavedRun, figure: _Figures) -> str:
     if direction not in ("minimize", "maximize"):
         direction = "minimize"
     baseline = _to_float((run.result.get("baseline") or {}).get("objective"))
-    # the floor is a level of the empirical KL, so it belongs on the axis only when J is KL
-    floor = _to_float(run.result.get("kl_floor")) if name == "kl" else math.nan
+    # a level of the empirical KL, so it belongs on the axis only when J is KL
+    iid = run.result.get("iid_sample_kl")
+    floor = _to_float(_dict(iid).get("mean")) if name == "kl" else math.nan
     best_trial = (run.result.get("best") or {}).get("trial")
     hits = np.flatnonzero(ev.trial == best_trial) if isinstance(best_trial, int) else []
     best_index = int(hits[0]) if len(hits) else None
@@ -338,8 +355,9 @@ def _trace(run: SavedRun, figure: _Figures) -> str:
             title=f"J against evaluation ({direction})")
 
     fails = f" {n_fail} evaluation(s) without J are marked x on the axis." if n_fail else ""
-    floor_note = (" The dashed line is the finite-N floor of the empirical KL: near it, "
-                  "differences are sampling noise." if math.isfinite(floor) else "")
+    floor_note = (" The dashed line is the KL of as many agents drawn independently from the "
+                  "target: what perfectly placed independent agents would score. It is not a "
+                  "floor: agents that coordinate can do better." if math.isfinite(floor) else "")
     return ("<section><h2>The meta-agent's search</h2>"
             f"<p>Each evaluation's J as a point, the best so far as a line; the dotted line is "
             f"the baseline (w = 0).{floor_note}{fails}</p>"
@@ -390,6 +408,10 @@ def _config(run: SavedRun) -> str:
 
 def _e(text: str) -> str:
     return html.escape(text, quote=True)
+
+
+def _dict(x: Any) -> dict[str, Any]:
+    return x if isinstance(x, dict) else {}
 
 
 def _fmt(x: Any) -> str:
