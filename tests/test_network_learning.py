@@ -53,7 +53,22 @@ def test_a_small_population_learns_and_is_reproducible():
     assert a.flow.sum() > 0
 
 
-def test_routes_refuse_a_game_without_a_network():
+def test_routes_refuse_a_game_without_routes():
     learner = build(load_config({"learner": {"name": "routes"}}, required=()), "learner")
-    with pytest.raises(ConfigError, match="road network"):
+    with pytest.raises(ConfigError, match="routing game"):
         learner.solve(crowd(height=2, width=2))
+
+
+def test_route_learners_on_pigou_paths_reach_the_equilibrium():
+    """Pigou in the ``edges`` form with 10,000 travellers: everyone ends on the x link
+    (Wardrop: cost 1). Near this boundary equilibrium the gap is ``(1 - x)^2`` (and the
+    switching slows like it), so a gap of 2e-4 leaves at most 1.5% on the constant link."""
+    pigou = {"name": "routing", "demand": [{"from": "s", "to": "t", "amount": 1.0}],
+             "edges": [{"from": "s", "to": "t", "latency": {"kind": "constant", "a": 1}},
+                       {"from": "s", "to": "t", "latency": {"kind": "affine", "a": 0, "b": 1}}]}
+    result = crowdsteer.solve({"game": pigou, "learner": {"name": "routes", "agents": 10_000,
+                                                           "relative_gap": 2e-4}})
+    sol = result.solution
+    assert sol.converged and sol.mu[0, 2] >= 0.985
+    assert result.welfare == pytest.approx(-1.0, abs=0.015)
+    assert sol.exploitability <= 1e-2

@@ -16,6 +16,8 @@ origin-destination pair. Day after day:
    the likelier it moves (proportional switching, Smith 1984), with a step ``alpha_k``
    that decays like ``1 / sqrt(k)`` once the gains stop falling.
 
+On a small ``edges`` routing game the same learning runs over its enumerated paths.
+
 Arrays, not objects: a traveller is an entry of ``od`` and ``route`` (``(N,)`` integers);
 routes index a shared pool of paths (a sparse path-link incidence), so memory grows like
 ``N`` plus the links and routes in use, never like ``N`` times a route length. The
@@ -25,15 +27,15 @@ certificate (not seen by the travellers) is the relative gap at the true times.
 from __future__ import annotations
 
 import time
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field
 
 from crowdsteer.config_base import Strict
 from crowdsteer.errors import ConfigError
-from crowdsteer.games.base import Game, ThetaLike
-from crowdsteer.learners.base import Progress, learners
+from crowdsteer.games.base import Game, ThetaLike, theta_at
+from crowdsteer.learners.base import Progress, Solution, learners
 from crowdsteer.learners.wardrop import NetworkSolution, PathSet, _solution, trace_paths
 
 Array = np.ndarray
@@ -76,13 +78,15 @@ class RouteLearners:
 
     def solve(self, game: Game, theta: ThetaLike = None, rng: np.random.Generator | None = None,
               progress: Progress | None = None) -> NetworkSolution:
-        if not hasattr(game, "solve_equilibrium"):
-            raise ConfigError("learner.name", "routes: travellers learning routes need a "
-                              "road network (routing with network:)")
-        from crowdsteer.games.network import _toll_vector
-
         cfg = self.config
         rng = rng if rng is not None else np.random.default_rng(0)
+        if not hasattr(game, "solve_equilibrium"):
+            if not hasattr(game, "edge_path"):
+                raise ConfigError("learner.name", "routes: travellers learning routes need a "
+                                  "routing game (edges or a road network)")
+            return _learn_paths(game, theta, cfg, rng, progress)
+        from crowdsteer.games.network import _toll_vector
+
         start = time.perf_counter()
         toll = _toll_vector(theta, game.E)
         graph = game.graph
@@ -134,10 +138,7 @@ class RouteLearners:
             best_path[pool.od[cand[::-1]]] = cand[::-1]
             own = C[route]
             gain = (own - short[od]) / np.maximum(own, 1e-300)
-            mean_gain = float(gain.mean())
-            if mean_gain >= best_gain:  # gains stopped falling: damp the switching
-                alpha = cfg.step / np.sqrt(day)
-            best_gain = min(best_gain, mean_gain)
+            alpha, best_gain = _damped(cfg.step, alpha, best_gain, float(gain.mean()), day)
             switch = rng.random(N) < np.minimum(1.0, alpha * gain)
             route = np.where(switch & (best_path[od] >= 0), best_path[od], route)
             if day % 50 == 0:  # forget routes nobody drives
@@ -152,6 +153,76 @@ class RouteLearners:
         from dataclasses import replace
 
         return replace(sol, agents=N, mu_sample=sol.mu)
+
+
+def _damped(step: float, alpha: float, best_gain: float, mean_gain: float,
+            day: int) -> tuple[float, float]:
+    """``(alpha, best gain so far)``: the switching step falls to ``step / sqrt(day)`` on days
+    when the travellers' mean relative gain stops falling (they overshoot), else stays."""
+    if mean_gain >= best_gain:
+        alpha = step / np.sqrt(day)
+    return alpha, min(best_gain, mean_gain)
+
+
+def _learn_paths(game: Any, theta: ThetaLike, cfg: RoutesConfig, rng: np.random.Generator,
+                 progress: Progress | None) -> Solution:
+    """The same day-to-day learning on a small routing game's enumerated paths (``edges``
+    form): the pool is every simple path, the shortest one is looked up among them, and
+    the tolls come in as the game's ``(T, S, A)`` modifier table (path states' values)."""
+    from crowdsteer.equilibrium import exploitability
+
+    start = time.perf_counter()
+    K, P = game.K, game.P
+    N = cfg.agents or max(int(round(game.D)), K)
+    od = np.repeat(np.arange(K), allocate(game.demand, N))
+    weight = game.D / N
+    first = np.full(K, -1)
+    first[game.path_od[::-1]] = np.arange(P)[::-1]
+    route = first[od]
+    # a path's toll: the modifier's value of taking it from its own origin state
+    extra = np.zeros(P)
+    if theta is not None:
+        table = theta_at(theta, 0, game.mu0, (game.S, game.A))
+        extra = np.asarray(table)[game.path_od, np.arange(P)] / -game.D
+    t_hat = game.latency(np.zeros(game.E))
+    history: list[float] = []
+    alpha, best_gain = cfg.step, np.inf
+    for day in range(1, cfg.max_iterations + 1):
+        f = weight * np.bincount(route, minlength=P)
+        x = game.edge_path @ f
+        cost = game.edge_path.T @ game.latency(x) + extra
+        best = np.full(K, np.inf)
+        np.minimum.at(best, game.path_od, cost)
+        total = float(f @ cost)
+        gap = (total - float(game.demand @ best)) / total if total > 0 else 0.0
+        history.append(gap)
+        if progress:
+            progress(day, gap)
+        if gap <= cfg.relative_gap or day == cfg.max_iterations:
+            break
+        t_hat = np.where(x > 0, game.latency(x), t_hat)  # experienced on driven edges only
+        C = game.edge_path.T @ t_hat + extra
+        cheapest = np.full(K, np.inf)
+        np.minimum.at(cheapest, game.path_od, C)
+        pick = np.full(K, -1)
+        hit = np.flatnonzero(C <= cheapest[game.path_od] * (1 + 1e-12))
+        pick[game.path_od[hit[::-1]]] = hit[::-1]
+        own = C[route]
+        gain = (own - cheapest[od]) / np.maximum(own, 1e-300)
+        alpha, best_gain = _damped(cfg.step, alpha, best_gain, float(gain.mean()), day)
+        route = np.where(rng.random(N) < np.minimum(1.0, alpha * gain), pick[od], route)
+    f = np.bincount(route, minlength=P) / N
+    mu = np.concatenate([np.zeros(K), f])[None]
+    pi = np.zeros((1, game.S, game.A))
+    share = np.bincount(route, minlength=P) / np.maximum(np.bincount(od, minlength=K), 1)[
+        game.path_od]
+    pi[0, game.path_od, np.arange(P)] = share
+    pi[0, K + np.arange(P), np.arange(P)] = 1.0
+    empty = pi[0, :K].sum(axis=1) == 0  # pairs with no traveller: their first path
+    pi[0, np.flatnonzero(empty), first[empty]] = 1.0
+    return Solution(pi, mu, exploitability(game, pi, 0.0, theta), day,
+                    time.perf_counter() - start, gap <= cfg.relative_gap, mu_sample=mu,
+                    agents=N, history=np.asarray(history))
 
 
 @learners.register("routes")
