@@ -242,3 +242,13 @@ def test_default_stop_is_a_relative_gap_of_1e_6():
         "learner": {"name": "exact"}})
     assert 1e-7 < result.solution.relative_gap <= 1e-6
     assert result.welfare == pytest.approx(-result.solution.total_travel_time)
+
+
+@pytest.mark.parametrize("learner", ["fictitious_play", "independent"])
+def test_model_free_learners_are_refused_on_networks(learner):
+    cfg = {"game": {"name": "routing", "network": {"net": str(DATA / "SiouxFalls_net.tntp"),
+                                                   "trips": str(DATA / "SiouxFalls_trips.tntp")}},
+           "learner": {"name": learner}}
+    with pytest.raises(ConfigError) as info:
+        crowdsteer.solve(cfg)
+    assert info.value.field == "learner.name" and "routes" in info.value.message

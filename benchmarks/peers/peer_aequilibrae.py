@@ -4,7 +4,10 @@ Setup (as the issue measured it): a pandas ``Graph`` built from the net file's l
 zones as centroids, ``set_blocked_centroid_flows`` when ``<FIRST THRU NODE>`` says zones
 are not through nodes (Anaheim), the generalised cost's flow-independent part (toll and
 distance weights) through ``set_fixed_cost``, BPR with the file's ``b`` and ``power``, and
-``AEQ_SHOW_PROGRESS=FALSE``. Its own gap is not trusted: the caller recomputes the
+``AEQ_SHOW_PROGRESS=FALSE``. AequilibraE refuses links with a free-flow time of 0
+(Chicago Sketch's centroid connectors), so those get 1e-9 minutes: with ``b = 0.15`` and
+power 4 their time stays below 1e-6 minutes at any flow in these networks. Its own gap is
+not trusted: the caller recomputes the
 relative gap from the flows returned here (``link_flows``, in net-file order).
 """
 
@@ -28,7 +31,8 @@ def assign(game, relative_gap: float, max_iter: int = 20_000, cores: int = 1) ->
     E, Z = net.E, net.zones
     links = pd.DataFrame({
         "link_id": np.arange(1, E + 1), "a_node": net.tail + 1, "b_node": net.head + 1,
-        "direction": np.ones(E, np.int8), "free_flow_time": net.free_flow_time,
+        "direction": np.ones(E, np.int8),
+        "free_flow_time": np.maximum(net.free_flow_time, 1e-9),
         "capacity": net.capacity, "b": net.b, "power": net.power,
         "fixed_cost": game.fixed_cost})
     links["id"] = links["link_id"]

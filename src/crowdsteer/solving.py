@@ -51,6 +51,9 @@ def solve(config: Config | dict | str | Path, theta: ThetaLike = None,
     if not isinstance(config, Config):
         config = load_config(config)
     game = build_game(config)
+    from crowdsteer.games.network import check_learner
+
+    check_learner(game, config["learner"].name)
     learner = build(config, "learner")
     rng = np.random.default_rng(config.seed)
     sol = learner.solve(game, theta, rng=rng, progress=progress)

@@ -14,7 +14,9 @@ where ``theta_e`` is the meta-agent's toll (in cost units: minutes). Wardrop's
 equilibrium minimises Beckmann's potential ``sum_e int_0^{x_e} c_e`` over the feasible
 link flows.
 
-The engine (:mod:`crowdsteer.learners.wardrop`) is link-based: it never enumerates a path.
+The engines (:mod:`crowdsteer.learners.wardrop`) never enumerate paths: bi-conjugate
+Frank-Wolfe works on link flows; gradient projection keeps only the paths in use,
+generated from shortest paths as it goes.
 
 As a mean-field game (the contract the meta-agent's code relies on) the game has
 ``T = 1`` and one "state" per link: ``mu = x / D`` with ``D`` the number of trips between
@@ -234,6 +236,18 @@ class NetworkGame:
         many = int(np.count_nonzero(self.demand)) > PATH_BASED_PAIRS
         engine = bfw if many and relative_gap >= PRECISE_GAP else gradient_projection
         return engine(self, toll, relative_gap, max_iterations, progress, system_optimum)
+
+
+NETWORK_LEARNERS = ("exact", "routes")
+"""Learners that work on road networks (the others simulate states, which a network lacks)."""
+
+
+def check_learner(game: Any, name: str) -> None:
+    """Refuse, in one line, a learner that cannot run on a road network."""
+    if isinstance(game, NetworkGame) and name not in NETWORK_LEARNERS:
+        raise ConfigError("learner.name", f"{name} does not run on road networks; allowed: "
+                          "exact (the Wardrop equilibrium) or routes (travellers who learn "
+                          "their routes)")
 
 
 class RebatedTolls(np.ndarray):

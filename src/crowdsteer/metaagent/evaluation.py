@@ -75,7 +75,10 @@ class Setup:
 
 
 def setup(config: Config) -> Setup:
+    from crowdsteer.games.network import check_learner
+
     game = build_game(config)
+    check_learner(game, config["learner"].name)
     learner = build(config, "learner")
     modifier = build(config, "modifier", game=game)
     obj_cfg = config["objective"] or ObjectiveConfig(name="welfare")
