@@ -75,7 +75,10 @@ class Setup:
 
 
 def setup(config: Config) -> Setup:
+    from crowdsteer.games.network import check_learner
+
     game = build_game(config)
+    check_learner(game, config["learner"].name)
     learner = build(config, "learner")
     modifier = build(config, "modifier", game=game)
     obj_cfg = config["objective"] or ObjectiveConfig(name="welfare")
@@ -91,6 +94,8 @@ def setup(config: Config) -> Setup:
 
 def net_transfer(game: Any, sol: Solution, theta: Any) -> float:
     """``sum_t sum_{s,a} m_t(s) pi_t(s, a) Theta_t(s, a; mu_t)`` with ``m_t`` the mass before step t."""
+    if hasattr(game, "net_transfer"):  # road networks: tolls per link, not a (T, S, A) table
+        return game.net_transfer(sol, theta)
     before = state_before(game, sol.mu)
     total = 0.0
     for t in range(game.T):
