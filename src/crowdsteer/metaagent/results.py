@@ -9,11 +9,12 @@ from typing import Any
 import numpy as np
 import optuna
 
-from crowdsteer import rundir
+from crowdsteer import faults, rundir
 from crowdsteer.learners.base import Solution
 from crowdsteer.metaagent.evaluation import Outcome, Setup, solve_at
 from crowdsteer.metaagent.study import (
-    baseline_trial, best_trial_of, history as run_history, outcome, write_evaluations,
+    baseline_trial, best_trial_of, evaluation_number, history as run_history, outcome,
+    write_evaluations,
 )
 from crowdsteer.objectives import kl_floor
 from crowdsteer.solving import grid
@@ -29,6 +30,8 @@ class RunResult:
     ----------
     baseline, best
         Outcomes at ``w = 0`` and at the best ``w``.
+    best_trial
+        Number of the best evaluation (``0``: the baseline), as in ``evaluations.csv``.
     evaluations
         Finished evaluations (baseline included).
     history
@@ -67,8 +70,9 @@ def finish(s: Setup, study: optuna.Study, out: Path | None, constrained: bool,
     if agents and s.objective.target is not None:
         floor = kl_floor(s.game.S, agents, s.game.T)
     history = run_history(study)
-    result = RunResult(baseline, best, best_trial.number, len(history), direction, history,
-                       seconds, out, floor, shown(mu_best), shown(mu_base))
+    result = RunResult(baseline, best, evaluation_number(study, best_trial), len(history),
+                       direction, history, seconds, out, floor, shown(mu_best), shown(mu_base))
+    faults.point("finish")
     if out is not None:
         g = s.game
         rundir.save_npy(out / "baseline_mu.npy", grid(g, shown(mu_base)))
@@ -78,6 +82,7 @@ def finish(s: Setup, study: optuna.Study, out: Path | None, constrained: bool,
             rundir.save_npy(out / "target.npy", grid(g, s.objective.target))
         rundir.write_json(out / "result.json", result_json(s, result))
         write_evaluations(study, n, out / "evaluations.csv")
+        faults.point("report")
         try:
             from crowdsteer.report.html import write_report
 

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from crowdsteer import rundir
 from crowdsteer.config import Config, load_config
@@ -16,7 +13,7 @@ from crowdsteer.executors import make_executor
 from crowdsteer.metaagent.evaluation import combine, evaluate_task, setup
 from crowdsteer.metaagent.loop import Problem, drive
 from crowdsteer.metaagent.results import RunResult, finish
-from crowdsteer.metaagent.study import open_study
+from crowdsteer.metaagent.study import begin, storage_errors, storage_for
 
 
 def run(config: Config | dict | str | Path, out: Path | str | None = None, resume: bool = False,
@@ -28,38 +25,44 @@ def run(config: Config | dict | str | Path, out: Path | str | None = None, resum
     config
         A :class:`Config`, a dict, or a YAML path.
     out
-        Run folder (``None``: keep the study in memory and write nothing).
+        Run folder (``None``: keep the study in memory and write nothing). One run at a
+        time uses a folder (``out/run.lock``).
     resume
         Continue the study in ``out`` without repeating finished evaluations.
+    force
+        Replace the run in ``out``; it is kept in ``out/previous/``.
     progress
         Callback ``(done, total, best_J)`` after each finished evaluation.
     executor
-        Where evaluations run (default: in process).
+        Where evaluations run (default: the config's ``executor`` section, else in process).
     """
     start = time.perf_counter()
-    if not isinstance(config, Config):
+    if isinstance(config, (str, Path, dict)):
         config = load_config(config, required=("game", "modifier"))
+    elif not isinstance(config, Config):
+        raise ConfigError("config", f"expected a Config, a dict or the path of a YAML file; "
+                          f"got {type(config).__name__}")
     if config["modifier"] is None:
         raise ConfigError("modifier", "this section is required for a meta-agent run")
+    out = check_out(out)
     s = setup(config)
     resolved = config.resolved()
-    if out is not None:
-        out = rundir.prepare(Path(out), force=force, resume=resume)
-        saved = out / "config.yaml"
-        if resume and saved.exists():
-            if yaml.safe_load(saved.read_text()) != json.loads(json.dumps(resolved)):
-                raise ConfigError("--resume", f"the config differs from the one the run in {out} "
-                                  "started with (config.yaml); resume with that config")
-        else:
-            rundir.atomic_write(saved, yaml.safe_dump(resolved, sort_keys=False).encode())
-    study = open_study(s.objective.direction, s.optimiser.storage, out, resume)
+    store = storage_for(s.optimiser.storage, s.optimiser.study, out)
     task_base = (resolved, str(config.base_dir))
     problem = Problem(
         n_params=s.modifier.n_params, bounds=config["modifier"].bounds,
         direction=s.objective.direction, seed=config.seed, optimiser=s.optimiser,
         task=evaluate_task, payload=lambda w, r: (*task_base, w, r), combine=combine)
-    drive(problem, study, executor or make_executor(config["executor"]), out, progress,
-          close=executor is None)
-    return finish(s, study, out, problem.constrained, time.perf_counter() - start)
+    with rundir.claimed(out), storage_errors(store):
+        study = begin(store, out, s.objective.direction, resolved, "config.yaml", resume, force)
+        drive(problem, study, executor or make_executor(config["executor"]), out, progress,
+              close=executor is None, own=store.own)
+        return finish(s, study, out, problem.constrained, time.perf_counter() - start)
 
 
+def check_out(out: Any) -> Path | None:
+    if out is None or isinstance(out, Path):
+        return out
+    if isinstance(out, str) and out:
+        return Path(out)
+    raise ConfigError("out", f"expected a folder path or None, got {out!r}")
