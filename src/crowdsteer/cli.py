@@ -100,17 +100,19 @@ def solve(
         with progress_bar(f"solving ({learner.name})", learner.max_iterations,
                           "exploitability" if learner.name == "exact" else "change") as bar:
             result = solve_mod.solve(cfg, progress=bar)
-        solve_mod.write(result, out)
+        written = solve_mod.write(result, out)
         s = result.solution
         status = "converged" if s.converged else "did NOT converge (max_iterations reached)"
         if not s.converged and s.estimate is not None and getattr(learner, "temperature", 1) == 0:
             status += (" - at temperature 0 the model-free learners approach a mixed "
                        "equilibrium slowly: raise max_iterations or the temperature")
         own = "" if s.estimate is None else f"; the learners' own estimate {s.estimate:.3g}"
-        typer.echo(f"{status} in {s.iterations} iterations, {s.seconds:.2f} s; "
+        network = (f"relative gap {s.relative_gap:.3g}, total travel time "
+                   f"{s.total_travel_time:.8g}; " if hasattr(s, "relative_gap") else "")
+        typer.echo(f"{status} in {s.iterations} iterations, {s.seconds:.2f} s; {network}"
                    f"exploitability {s.exploitability:.3g} (certified with the model{own}), "
                    f"welfare {result.welfare:.6g}")
-        typer.echo(f"wrote {out}/summary.json, mu.npy, pi.npy, mu.png")
+        typer.echo(f"wrote {out}/" + ", ".join(written))
         if cfg["finite_n"] is not None:
             _finite_n(cfg, out)
 

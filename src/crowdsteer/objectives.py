@@ -194,6 +194,8 @@ def rollout(game: Game, pi: Array, N: int, rng: np.random.Generator) -> Array:
 
 def worst_off(game: Game, pi: Array, mu: Array) -> float:
     """Lowest intrinsic return ``V^pi_0(s)`` among occupied starting states (mean field)."""
+    if hasattr(game, "worst_off"):  # road networks: the worst-off pair's time
+        return game.worst_off(mu)
     V0 = evaluate(game, pi, reward_table(game, mu), 0.0).V[0]
     return float(V0[game.mu0 > 0].min())
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from crowdsteer.adjoint import GradientError, accepts_mu, adjoint
 from crowdsteer.learners.base import Solution
-from crowdsteer.metaagent.evaluation import Sample, Setup, measured
+from crowdsteer.metaagent.evaluation import Sample, Setup, WarmStarts, measured
 
 Array = np.ndarray
 
@@ -115,31 +115,6 @@ class _Budget(Exception):
     """Every evaluation the run may use has been used."""
 
 
-class WarmStarts:
-    """The equilibria solved so far in this process, to start the next solve from the one at
-    the closest ``w`` (``init=`` of the learner; ignored by learners without warm starts)."""
-
-    def __init__(self, learner: Any, keep: int = 32) -> None:
-        import inspect
-
-        try:
-            self.enabled = "init" in inspect.signature(learner.solve).parameters
-        except (TypeError, ValueError):  # pragma: no cover
-            self.enabled = False
-        self.keep = keep
-        self._items: list[tuple[Array, Solution]] = []
-
-    def closest(self, w: Array) -> Solution | None:
-        if not self.enabled or not self._items:
-            return None
-        d = [float(np.sum((w - v) ** 2)) for v, _ in self._items]
-        return self._items[int(np.argmin(d))][1]
-
-    def add(self, w: Array, sol: Solution) -> None:
-        if self.enabled:
-            self._items.append((np.array(w, dtype=float), sol))
-            del self._items[:-self.keep]
-
 
 GRADIENT_TOLERANCE = 1e-8
 """Exploitability every equilibrium is solved to under the gradient optimiser (or the
@@ -197,7 +172,7 @@ def descend(s: Setup, study: Any, out: Any = None, progress: Any = None) -> int:
         study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
         study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
     records = finished(study)
-    warm = WarmStarts(s.learner)
+    warm = WarmStarts(s.learner, enabled=opt.warm_starts)
     used = 0
 
     def stored(rec: Any, w: Array) -> tuple[float, Array]:

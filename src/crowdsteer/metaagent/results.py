@@ -106,6 +106,10 @@ def finish(s: Setup, study: optuna.Study, out: Path | None, constrained: bool,
         rundir.write_json(out / "result.json", {**result_json(s, result),
                                                 "optimiser_reason": optimiser_reason})
         write_evaluations(study, n, out / "evaluations.csv")
+        if hasattr(g, "solve_equilibrium"):  # road networks: what the report's maps need
+            from crowdsteer.report.network import save_network
+
+            save_network(g, out / "network.npz")
         try:
             from crowdsteer.report.html import write_report
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -88,10 +89,11 @@ def run(config: Config | dict | str | Path, out: Path | str | None = None, resum
         descend(s, study, out, progress)
         return finish(s, study, out, False, time.perf_counter() - start, why)
     task_base = (resolved, str(config.base_dir))
+    run_id = uuid.uuid4().hex  # scopes the workers' warm starts to this run
     problem = Problem(
         n_params=s.modifier.n_params, bounds=config["modifier"].bounds,
         direction=s.objective.direction, seed=config.seed, optimiser=s.optimiser,
-        task=evaluate_task, payload=lambda w, r: (*task_base, w, r), combine=combine)
+        task=evaluate_task, payload=lambda w, r: (*task_base, w, r, run_id), combine=combine)
     drive(problem, study, executor or make_executor(config["executor"]), out, progress,
           close=executor is None)
     return finish(s, study, out, problem.constrained, time.perf_counter() - start, why)

@@ -42,6 +42,11 @@ class OptimiserConfig(Strict):
     """Random evaluations before the model takes over."""
     batch: Annotated[int, Field(gt=0)] = 1
     """``q``: candidates asked and evaluated together."""
+    warm_starts: bool = True
+    """Start each equilibrium solve from the one at the closest ``w`` already solved in the
+    same process (learners with ``init``); J then agrees with a cold start to within the
+    learner's tolerance. ``false``: every solve starts cold, so a resumed run repeats an
+    uninterrupted one bit for bit."""
     validation: Annotated[int, Field(ge=0)] | None = None
     """``M``: at the end, re-evaluate the baseline and the best ``w`` on ``M`` fresh seeds
     (never used in tuning); default 10 for model-free learners, 0 for the exact one (its

@@ -33,6 +33,7 @@ Run folder contract (written by the meta-agent)::
     best_mu.npy        (T, h, w) or (T, n)   agents under the best modifier
     best_theta.npy     (T, h, w) or (T, n)   Theta at the best w
     config.yaml        the resolved config
+    network.npz        road networks: link ends, capacities, node positions, demand
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ import numpy as np
 from crowdsteer.config_base import read_npy
 from crowdsteer.errors import ConfigError
 from crowdsteer.report import plots
+from crowdsteer.report.network import report_section as network_section
 from crowdsteer.report.plots import write_reproduction_plot
 
 __all__ = ["Evaluations", "SavedRun", "read_run", "relative_improvement", "write_report",
@@ -273,8 +275,8 @@ def write_report(run_dir: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix="crowdsteer-report-") as tmp:
         figure = _Figures(Path(tmp))
         sections += [s for s in (_distributions(run, figure), _trace(run, figure),
-                                 _modifier(run, figure), _failures(run), _config(run),
-                                 _problems(run)) if s]
+                                 _modifier(run, figure), network_section(run_dir, figure),
+                                 _failures(run), _config(run), _problems(run)) if s]
     out = Path(run_dir) / "report.html"
     title = f"crowdsteer run: {Path(run_dir).resolve().name}"
     out.write_text(_PAGE.format(title=_e(title), css=_CSS, body="\n".join(sections)),
