@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from crowdsteer.errors import CrowdsteerError
+from crowdsteer.errors import CrowdsteerError, CrowdsteerWarning
 
 app = typer.Typer(
     add_completion=False,
@@ -25,6 +26,18 @@ app = typer.Typer(
     "  crowdsteer report runs/oneshot",
 )
 console = Console(stderr=True)
+_show_warning = warnings.showwarning
+
+
+def _one_line_warning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """A crowdsteer warning as one line on stderr, like errors; others as Python shows them."""
+    if issubclass(category, CrowdsteerWarning):
+        console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
+    else:
+        _show_warning(message, category, *args, **kwargs)
+
+
+warnings.showwarning = _one_line_warning
 
 
 @app.callback()

@@ -30,6 +30,7 @@ import numpy as np
 from pydantic import Field
 from scipy.special import softmax
 
+from crowdsteer import guards
 from crowdsteer.config_base import Strict
 from crowdsteer.equilibrium import best_response, evaluate, mean_field, state_before
 from crowdsteer.games.base import Game, ThetaLike, reward_table
@@ -70,6 +71,7 @@ class ExactSolver:
               progress: Progress | None = None) -> Solution:
         cfg = self.config
         run = _omd if cfg.method == "omd" else _fp
+        guards.check_solve(game, cfg)
         return run(game, theta, cfg, progress)
 
 

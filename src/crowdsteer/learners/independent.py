@@ -42,6 +42,7 @@ from typing import Annotated, Literal, NamedTuple
 import numpy as np
 from pydantic import Field
 
+from crowdsteer import guards
 from crowdsteer.config_base import Strict
 from crowdsteer.equilibrium import exploitability, mean_field
 from crowdsteer.errors import ConfigError
@@ -94,6 +95,7 @@ class IndependentLearners:
         rng = np.random.default_rng() if rng is None else rng
         N, T, S, A, tau = cfg.agents, game.T, game.S, game.A, cfg.temperature
         check_memory(N, T, S, A)
+        guards.check_solve(game, cfg)
         memory = Memory(N, T, S, A, game.allowed)
         pi_known = np.broadcast_to(memory.uniform.T, (T, S, A)).copy()
         recent: deque[Array] = deque(maxlen=SAMPLE_ROUNDS)
