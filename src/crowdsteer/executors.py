@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from multiprocessing.connection import wait as wait_for
 from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from crowdsteer import faults
 from crowdsteer.config_base import Strict
@@ -44,6 +44,13 @@ class ExecutorConfig(Strict):
     """Processes (``local``; default: the number of cores) or CPUs to ask Ray for."""
     address: str | None = None
     """Ray: ``auto`` or ``ray://host:10001``; none starts Ray on this machine."""
+
+    @model_validator(mode="after")
+    def _address_is_for_ray(self) -> "ExecutorConfig":
+        if self.address is not None and self.name != "ray":
+            raise ValueError(f"address: only the ray executor connects to a cluster, not "
+                             f"{self.name}; set name: ray or drop the address")
+        return self
 
 
 class Executor(Protocol):

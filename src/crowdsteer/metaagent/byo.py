@@ -95,6 +95,11 @@ def optimise(evaluate: Callable[[Array, int], Any], n_params: int,
     seed = _whole(seed, "seed", 0)
     opt = optimiser if isinstance(optimiser, OptimiserConfig) else validate(
         OptimiserConfig, optimiser or {}, "optimiser")
+    if opt.name == "gradient":
+        raise ConfigError("optimiser.name", "gradient needs the game's model (the exact "
+                          "learner); around your own evaluate only J is seen: use auto or bo")
+    if opt.name == "auto":  # no hypergradients through a user's evaluate
+        opt = opt.model_copy(update={"name": "bo"})
     if direction not in ("minimize", "maximize"):
         raise ConfigError("direction", f"allowed: minimize, maximize; got {direction!r}")
     try:
@@ -146,7 +151,7 @@ def _result(study: Any, problem: Problem, out: Path | None, seconds: float) -> R
             "objective": {"name": "J", "direction": direction},
             "baseline": summary(result.baseline),
             "best": {**summary(result.best), "trial": result.best_trial},
-            "evaluations": result.evaluations, "kl_floor": None, "learner": "user",
+            "evaluations": result.evaluations, "iid_sample_kl": None, "learner": "user",
             "modifier": f"{n_params} parameters", "optimiser": opt.name,
             "seconds": result.seconds})
         faults.point("report")

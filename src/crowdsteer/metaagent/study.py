@@ -418,7 +418,7 @@ def attrs(o: Outcome) -> dict[str, Any]:
 
 def outcome(trial: optuna.trial.FrozenTrial, n: int) -> Outcome:
     a = trial.user_attrs
-    w = [trial.params[k] for k in param_names(n)]
+    w = trial_w(trial, n)
     known = {k: a[k] for k in Outcome.__dataclass_fields__ if k in a and k not in ("w",
                                                                                  "objective")}
     return Outcome(objective=float(trial.value), w=w, **known)
@@ -463,7 +463,7 @@ def write_evaluations(study: optuna.Study, n: int, path: Path) -> None:
                      "" if failed or t.value is None else repr(t.value),
                      *(_fmt(a.get(k)) for k in ("objective_std", "kl", "welfare", "maxmin",
                                                 "exploitability", "net_transfer", "seconds")),
-                     a.get("error", ""), *(repr(t.params[k]) for k in names)])
+                     a.get("error", ""), *(repr(v) for v in trial_w(t, n))])
     rundir.atomic_write(path, buf.getvalue().encode())
 
 
@@ -519,3 +519,34 @@ def begin(store: Storage, out: Path | None, direction: str, signature: Any, reco
     else:
         rundir.write_json(path, signature)
     return study
+
+
+def trial_w(trial: optuna.trial.FrozenTrial, n: int) -> list[float]:
+    """The ``w`` a trial evaluated: its ``w`` attribute (written whole, in one transaction,
+    by :func:`record`) or else its Optuna parameters."""
+    w = trial.user_attrs.get("w")
+    if w is not None:
+        return [float(v) for v in w]
+    return [trial.params[k] for k in param_names(n)]
+
+
+def worst_value(study: optuna.Study, direction: str) -> float | None:
+    """The worst J among the completed evaluations (what a failed one is told), or ``None``."""
+    done = [t.value for t in study.get_trials(deepcopy=False,
+                                              states=(optuna.trial.TrialState.COMPLETE,))
+            if not t.user_attrs.get("failed")]
+    if not done:
+        return None
+    return max(done) if direction == "minimize" else min(done)
+
+
+def record(study: optuna.Study, w: list[float], value: float | None,
+           user_attrs: dict[str, Any]) -> None:
+    """Add one finished evaluation in a single transaction: ``w`` whole (as the ``w``
+    attribute, one row however many weights), ``J`` and its attributes; a kill can lose the
+    evaluation, never leave half of it. ``value=None`` records a failed one (state FAIL).
+    For optimisers that ask no Optuna sampler (the ``gradient`` optimiser)."""
+    state = optuna.trial.TrialState.FAIL if value is None else optuna.trial.TrialState.COMPLETE
+    study.add_trial(optuna.trial.create_trial(
+        state=state, value=value, params={}, distributions={},
+        user_attrs={**user_attrs, "w": [float(v) for v in w]}))

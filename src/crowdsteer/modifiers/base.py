@@ -128,5 +128,31 @@ class LinearModifier:
 
         return balanced
 
+    def field_vjp(self, g_field: Array) -> Array:
+        """``(d f / d w)^T g``: ``(T, S)`` cotangent of the field -> ``(n_params,)``."""
+        g_field = np.asarray(g_field, dtype=float)
+        if self.per_step:
+            return np.asarray(g_field @ self.features).ravel()
+        return np.asarray(g_field.sum(axis=0) @ self.features).ravel()
+
+    def theta_vjp(self, w: Array, g_theta: Array, mu: Array | None = None) -> Array:
+        """``(d Theta / d w)^T g``: ``(T, S, A)`` cotangent of the modifier's table ->
+        ``(n_params,)``; ``mu`` ``(T, S)`` is needed when budget-balanced (the subtracted
+        average ``mu_t . f_t`` moves with ``w``)."""
+        from crowdsteer.adjoint import expect_T
+
+        g_field = np.stack([expect_T(self.game, g_theta[t]) for t in range(self.game.T)])
+        if self.budget_balanced:
+            if mu is None:
+                raise ValueError("a budget-balanced modifier's derivative needs mu")
+            g_field -= np.asarray(g_theta).sum(axis=(1, 2))[:, None] * mu
+        return self.field_vjp(g_field)
+
+    def theta_mu_vjp(self, w: Array, g_theta: Array) -> Array | None:
+        """``(d Theta / d mu)^T g`` ``(T, S)``, or ``None`` where ``Theta`` ignores ``mu``."""
+        if not self.budget_balanced:
+            return None
+        return -np.asarray(g_theta).sum(axis=(1, 2))[:, None] * self.field(w)
+
 
 Bounded = Annotated[int, Field(gt=0, le=64)]

@@ -134,6 +134,22 @@ class PotentialShaping:
             out[t] = self.game.transition.expect(nxt) - phi[t][:, None]
         return out
 
+    def theta_vjp(self, w: Array, g_theta: Array, mu: Array | None = None) -> Array:
+        """``(d Theta / d w)^T g`` through ``Theta_t = E[Phi_{t+1}(s')] - Phi_t(s)``."""
+        from crowdsteer.adjoint import expect_T
+
+        g_theta = np.asarray(g_theta, dtype=float)
+        T = self.game.T
+        g_phi = -g_theta.sum(axis=2)
+        for t in range(T - 1):
+            g_phi[t + 1] += expect_T(self.game, g_theta[t])
+        if self.budget_balanced:
+            g_phi[0] = 0.0
+        return self.inner.field_vjp(g_phi)
+
+    def theta_mu_vjp(self, w: Array, g_theta: Array) -> None:
+        return None
+
 
 @modifiers.register("potential_based")
 def potential_based(cfg: PotentialConfig, game: Game) -> PotentialShaping:

@@ -31,14 +31,26 @@ Constraints = Callable[[optuna.trial.FrozenTrial], Sequence[float]] | None
 class OptimiserConfig(Strict):
     """The ``optimiser`` section."""
 
-    name: Literal["bo", "cmaes", "tpe", "random"] = "bo"
-    """``bo``: GP + noise-aware expected improvement; ``cmaes``; ``tpe``; ``random``."""
+    name: Literal["auto", "gradient", "bo", "cmaes", "tpe", "random"] = "auto"
+    """``auto`` (default): ``gradient`` where hypergradients exist (the exact learner at a
+    temperature > 0 on a known game, objective kl or welfare), ``bo`` elsewhere;
+    ``gradient``: L-BFGS-B on exact gradients through the equilibrium; ``bo``: GP +
+    noise-aware expected improvement; ``cmaes``; ``tpe``; ``random``."""
     evaluations: Annotated[int, Field(gt=0)] = 40
     """Evaluations after the baseline (w = 0)."""
     initial: Annotated[int, Field(ge=1)] = 8
     """Random evaluations before the model takes over."""
     batch: Annotated[int, Field(gt=0)] = 1
     """``q``: candidates asked and evaluated together."""
+    warm_starts: bool = True
+    """Start each equilibrium solve from the one at the closest ``w`` already solved in the
+    same process (learners with ``init``); J then agrees with a cold start to within the
+    learner's tolerance. ``false``: every solve starts cold, so a resumed run repeats an
+    uninterrupted one bit for bit."""
+    validation: Annotated[int, Field(ge=0)] | None = None
+    """``M``: at the end, re-evaluate the baseline and the best ``w`` on ``M`` fresh seeds
+    (never used in tuning); default 10 for model-free learners, 0 for the exact one (its
+    equilibrium does not depend on a seed)."""
     repeats: Annotated[int, Field(gt=0)] = 1
     """``r``: seeds J is averaged over at each w (its spread is kept)."""
     storage: str | None = None
