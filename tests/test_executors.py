@@ -160,8 +160,9 @@ def test_a_timeout_through_the_cli_fails_evaluations_with_the_reason(tmp_path):
                                   "optimiser": {"name": "random", "evaluations": 2,
                                                 "timeout": 0.001}})
     r = cli("run", cfg, "--out", tmp_path / "r")
-    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert "baseline" in r.stderr and "timed out after 0.001 s" in r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert r.returncode == 2 and len(errors) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "baseline" in errors[0] and "timed out after 0.001 s" in errors[0]
     with open(tmp_path / "r" / "evaluations.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 3 and all("timed out after 0.001 s" in r["error"] for r in rows)

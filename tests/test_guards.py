@@ -138,7 +138,7 @@ def test_many_weights_warn_through_the_cli(tmp_path):
                              str(tmp_path / "out")], stderr=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, text=True)
     try:
-        lines = [proc.stderr.readline(), proc.stderr.readline()]
+        lines = [proc.stderr.readline(), proc.stderr.readline()]  # the first two lines
     finally:
         proc.kill()
         proc.communicate()
