@@ -3,8 +3,8 @@ CROWDSTEER_TEST_KILL_AT, see crowdsteer/faults.py), then --resume, through the C
 
 The reference is the same run left alone: after every kill and resume, evaluations.csv must
 equal it row for row (every column but the wall-clock ``seconds``), the baseline w = 0
-first. Rounds of ``batch: 2`` with ``bo``, whose GP also looks at the candidates of the
-round still being evaluated, make the resumed asks as demanding as they get.
+first. Rounds of ``batch: 2``; with ``bo``, whose GP also looks at the candidates of the
+round still being evaluated, the resumed asks are as demanding as they get.
 """
 
 import csv
@@ -17,6 +17,7 @@ import sys
 import optuna
 import pytest
 
+import crowdsteer as cs
 from tests.test_cli import write_config
 
 RUN = {
@@ -26,7 +27,7 @@ RUN = {
     "learner": {"name": "exact", "temperature": 0.2, "tolerance": 1e-7},
     "modifier": {"name": "power_series", "order": 1},  # 3 weights
     "objective": {"name": "kl", "target": {"bumps": [{"center": [2, 2], "width": 1.5}]}},
-    "optimiser": {"name": "bo", "evaluations": 5, "initial": 2, "batch": 2},
+    "optimiser": {"name": "tpe", "evaluations": 5, "initial": 2, "batch": 2},
 }
 # rounds: [baseline, 1], [2, 3], [4, 5]; trial k writes its 3 parameters as the
 # (3k+1)-th to (3k+3)-th parameter writes of an uninterrupted run
@@ -54,15 +55,22 @@ def trials(out):
     return study.get_trials(deepcopy=False)
 
 
+def with_optimiser(name):
+    return {**RUN, "optimiser": {**RUN["optimiser"], "name": name}}
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("reference")
-    cfg = write_config(tmp, RUN)
-    r = crowdsteer("run", cfg, "--out", tmp / "run")
-    assert r.returncode == 0, r.stderr
-    rows = table(tmp / "run")
-    assert len(rows) == 6 and [r["w_0"] for r in rows[:1]] == ["0.0"]
-    return cfg, rows, json.loads((tmp / "run" / "result.json").read_text())
+    """The runs left alone (in process: the same code as the CLI's), by optimiser."""
+    runs = {}
+    for name in ("tpe", "bo"):
+        tmp = tmp_path_factory.mktemp(name)
+        cs.run(with_optimiser(name), out=tmp / "run")
+        rows = table(tmp / "run")
+        assert len(rows) == 6 and rows[0]["w_0"] == "0.0"
+        runs[name] = (write_config(tmp, with_optimiser(name)), rows,
+                      json.loads((tmp / "run" / "result.json").read_text()))
+    return runs
 
 
 def killed(cfg, out, point, *extra):
@@ -77,51 +85,52 @@ def resumed(cfg, out, reference_rows, how="--resume"):
     assert table(out)[0]["w_0"] == table(out)[0]["w_2"] == "0.0"  # the baseline first
 
 
-@pytest.mark.parametrize("point", [
-    "evaluate:1",  # during the baseline's round
-    "param:2",     # between the parameter writes of the baseline (trial 0)
-    "param:5",     # ... of trial 1, the baseline asked and stored
-    "param:11",    # ... of trial 3, while trial 2 of its round is stored and pending
-    "evaluate:2",  # during the evaluations of round [2, 3]
-    "tell:4",      # round [2, 3] half recorded
-])
-def test_kill_then_resume_matches_the_uninterrupted_run(reference, tmp_path, point):
-    cfg, rows, _ = reference
+@pytest.mark.parametrize("name, points", [
+    ("tpe", ["evaluate:1"]),  # during the baseline's round
+    ("tpe", ["param:2"]),     # between the parameter writes of the baseline (trial 0)
+    ("tpe", ["tell:4"]),      # round [2, 3] half recorded
+    # between the parameter writes of trial 3 while trial 2 of its round is stored and
+    # pending (the GP sees it), then during that round's evaluation in the resumed run
+    ("bo", ["param:11", "evaluate:1"]),
+], ids=["baseline-evaluation", "baseline-parameter-writes", "round-half-recorded",
+        "bo-mid-ask-then-evaluation"])
+def test_kill_then_resume_matches_the_uninterrupted_run(reference, tmp_path, name, points):
+    cfg, rows, _ = reference[name]
     out = tmp_path / "run"
-    killed(cfg, out, point)
-    before = {t.number: t.datetime_complete for t in trials(out) if t.datetime_complete}
+    finished = {}
+    for i, point in enumerate(points):
+        killed(cfg, out, point, *(["--resume"] if i else []))
+        finished |= {t.number: t.datetime_complete for t in trials(out) if t.datetime_complete}
     resumed(cfg, out, rows)
     after = trials(out)
     # nothing finished was evaluated again; killed evaluations were finished as the same
     # trial (the baseline keeps its mark), and only an ask cut short was asked again
-    assert all(t.datetime_complete == before[t.number] for t in after if t.number in before)
+    assert all(t.datetime_complete == finished[t.number] for t in after if t.number in finished)
     cut_asks = [t for t in after if t.user_attrs.get("interrupted")]
     kept = [t for t in after if not t.user_attrs.get("interrupted")]
     assert [t.user_attrs.get("baseline", False) for t in kept] == [True] + [False] * 5
-    assert len(cut_asks) == (1 if point.startswith("param") else 0)
+    assert len(cut_asks) == sum(p.startswith("param") for p in points)
     assert len(after) == 6 + len(cut_asks)
 
 
-@pytest.mark.parametrize("point", ["storage", "study"])  # no study yet; a study, no trial
-@pytest.mark.parametrize("way_out", ["", "--resume"])
+@pytest.mark.parametrize("point, way_out", [("storage", ""), ("study", "--resume")])
 def test_kill_during_study_creation_leaves_a_way_out(reference, tmp_path, point, way_out):
-    """A study.db without a study, or a study without trials, is no run: both `run` and
-    `run --resume` start it from the beginning."""
-    cfg, rows, _ = reference
+    """A study.db without a study (`storage`), or a study without trials (`study`), is no
+    run: `run` and `run --resume` both start it from the beginning."""
+    cfg, rows, _ = reference["tpe"]
     out = tmp_path / "run"
     killed(cfg, out, point)
     assert (out / "study.db").exists() and not (out / "evaluations.csv").exists()
     resumed(cfg, out, rows, way_out)
 
 
-@pytest.mark.parametrize("point", ["finish", "report"])
-def test_kill_during_the_final_resolve_and_report(reference, tmp_path, point):
-    cfg, rows, result = reference
+def test_kill_during_the_final_resolve_then_during_the_report(reference, tmp_path):
+    cfg, rows, result = reference["tpe"]
     out = tmp_path / "run"
-    killed(cfg, out, point)
+    killed(cfg, out, "finish")
+    killed(cfg, out, "report", "--resume")
     resumed(cfg, out, rows)
-    again = json.loads((out / "result.json").read_text())
-    assert timeless(again) == timeless(result)
+    assert timeless(json.loads((out / "result.json").read_text())) == timeless(result)
     assert (out / "report.html").exists()
 
 
@@ -171,10 +180,12 @@ QUICK = {**RUN, "optimiser": {"name": "random", "evaluations": 3}}
 
 
 def one_line(r):
-    """A refusal as a user sees it: exit code 2 and one line, no traceback."""
+    """A refusal as a user sees it: exit code 2 and one error line, no traceback (other
+    lines are what the run said before, e.g. which optimiser it uses)."""
     assert r.returncode == 2, (r.returncode, r.stderr)
-    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
-    return r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in r.stderr, r.stderr
+    return errors[0]
 
 
 def test_a_second_run_on_a_locked_folder_names_the_holder(tmp_path):
@@ -187,7 +198,7 @@ def test_a_second_run_on_a_locked_folder_names_the_holder(tmp_path):
         line = one_line(crowdsteer("run", cfg, "--out", out))
         assert f"pid {os.getpid()} on {os.uname().nodename}, since " in line
         assert sorted(p.name for p in out.iterdir()) == ["run.lock"]  # nothing written
-    assert crowdsteer("run", cfg, "--out", out).returncode == 0
+    assert not (out / "run.lock").exists()  # released
 
 
 def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
@@ -226,9 +237,8 @@ def test_two_runs_started_together_on_one_folder(tmp_path):
 
 
 def test_force_keeps_the_old_run_until_the_new_one_exists(tmp_path):
-    cfg = write_config(tmp_path, QUICK)
     out = tmp_path / "run"
-    assert crowdsteer("run", cfg, "--out", out).returncode == 0
+    cs.run(QUICK, out=out)
     old = table(out)
     other = write_config(tmp_path, {**QUICK, "seed": 5}, "other.yaml")
     killed(other, out, "storage", "--force")  # the new study is being created
@@ -258,9 +268,10 @@ def test_a_shared_storage_holds_one_study_per_run_name(tmp_path):
     """Two folders named `run` against one database: the second fresh run is refused with one
     line; --resume joins the study (same config); --force keeps the old one as run-previous."""
     url = f"sqlite:///{tmp_path / 'shared.db'}"
-    cfg = write_config(tmp_path, {**QUICK, "optimiser": {**QUICK["optimiser"], "storage": url}})
+    shared = {**QUICK, "optimiser": {**QUICK["optimiser"], "storage": url}}
+    cfg = write_config(tmp_path, shared)
     a, b = tmp_path / "a" / "run", tmp_path / "b" / "run"
-    assert crowdsteer("run", cfg, "--out", a).returncode == 0
+    cs.run(shared, out=a)
     line = one_line(crowdsteer("run", cfg, "--out", b))
     assert "'run'" in line and "optimiser.study" in line and "--resume" in line
     assert crowdsteer("run", cfg, "--out", b, "--resume").returncode == 0
@@ -268,11 +279,11 @@ def test_a_shared_storage_holds_one_study_per_run_name(tmp_path):
     assert crowdsteer("run", cfg, "--out", b, "--force").returncode == 0
     names = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(url)}
     assert names == {"run": 4, "run-previous": 4}
-    other = write_config(tmp_path, {**QUICK, "optimiser": {**QUICK["optimiser"], "storage": url,
-                                                          "study": "second"}}, "second.yaml")
-    assert crowdsteer("run", other, "--out", b).returncode != 0  # b holds a run (its files)
-    assert crowdsteer("run", other, "--out", tmp_path / "c").returncode == 0
-    assert set(s.study_name for s in optuna.get_all_study_summaries(url)) == {
+    other = {**shared, "optimiser": {**shared["optimiser"], "study": "second"}}
+    with pytest.raises(cs.ConfigError, match="already holds a run"):
+        cs.run(other, out=b)  # b holds a run (its files), whatever the study's name
+    cs.run(other, out=tmp_path / "c")
+    assert {s.study_name for s in optuna.get_all_study_summaries(url)} == {
         "run", "run-previous", "second"}
 
 
@@ -280,7 +291,7 @@ def test_a_shared_storage_holds_one_study_per_run_name(tmp_path):
 def test_a_damaged_study_db_is_refused_and_left_as_it_is(tmp_path, damage):
     cfg = write_config(tmp_path, QUICK)
     out = tmp_path / "run"
-    assert crowdsteer("run", cfg, "--out", out).returncode == 0
+    cs.run(QUICK, out=out)
     db = out / "study.db"
     data = db.read_bytes()
     db.write_bytes(os.urandom(len(data)) if damage == "random" else data[: len(data) // 2])
@@ -290,7 +301,7 @@ def test_a_damaged_study_db_is_refused_and_left_as_it_is(tmp_path, damage):
     assert db.read_bytes() == before
     line = one_line(crowdsteer("run", cfg, "--out", out))
     assert "--force" in line and db.read_bytes() == before
-    assert crowdsteer("run", cfg, "--out", out, "--force").returncode == 0
+    cs.run(QUICK, out=out, force=True)
     assert (out / "previous" / "study.db").read_bytes() == before  # kept, as it was
 
 
@@ -300,9 +311,7 @@ def test_a_full_disk_during_a_commit_stops_with_one_line_and_loses_nothing(tmp_p
     that grows the file fails as on a full disk, inside the real CLI process."""
     import resource
 
-    import crowdsteer as cs
-
-    many = {**RUN, "optimiser": {"name": "random", "evaluations": 30}}
+    many = {**RUN, "optimiser": {"name": "random", "evaluations": 20}}
     cs.run(many, out=tmp_path / "full")
     cfg = write_config(tmp_path, many)
     out = tmp_path / "run"

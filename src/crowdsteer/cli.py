@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +16,7 @@ from rich.markup import escape
 from rich.text import Text
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from crowdsteer.errors import CrowdsteerError
+from crowdsteer.errors import CrowdsteerError, CrowdsteerWarning
 
 app = typer.Typer(
     add_completion=False,
@@ -28,6 +29,18 @@ app = typer.Typer(
     "  crowdsteer report runs/oneshot",
 )
 console = Console(stderr=True)
+_show_warning = warnings.showwarning
+
+
+def _one_line_warning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """A crowdsteer warning as one line on stderr, like errors; others as Python shows them."""
+    if issubclass(category, CrowdsteerWarning):
+        console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
+    else:
+        _show_warning(message, category, *args, **kwargs)
+
+
+warnings.showwarning = _one_line_warning
 
 
 @app.callback()

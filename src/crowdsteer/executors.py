@@ -16,6 +16,7 @@ task must then be picklable, as for ``local``).
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import pickle
@@ -29,6 +30,7 @@ from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import Field, model_validator
 
+from crowdsteer import faults
 from crowdsteer.config_base import Strict
 from crowdsteer.errors import ConfigError
 
@@ -147,6 +149,9 @@ def _follow_parent(parent: int, pdeathsig: bool) -> None:
     threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
+STARTED = "crowdsteer-task-started"
+
+
 def _work(conn: Any, parent: int, pdeathsig: bool) -> None:
     """A worker: run ``(fn, task)`` messages until ``None`` or the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
@@ -158,6 +163,7 @@ def _work(conn: Any, parent: int, pdeathsig: bool) -> None:
             return
         if msg is None:
             return
+        conn.send(STARTED)  # the task's clock starts now, not while the worker was starting
         result = _call(*msg)
         try:
             conn.send(result)
@@ -224,22 +230,27 @@ class Local:
                         self._idle.append(worker)
                         out[i] = exc
                         continue
-                    busy[worker] = (i, time.monotonic())
+                    busy[worker] = (i, math.inf)  # the clock starts when the task does
                 if not busy:
                     continue
                 left = None if timeout is None else max(
                     0.0, min(t0 for _, t0 in busy.values()) + timeout - time.monotonic())
-                ready = wait_for([w.conn for w in busy], left)
+                ready = wait_for([w.conn for w in busy], None if left == math.inf else left)
                 for worker in list(busy):
                     i, t0 = busy[worker]
                     if worker.conn in ready:
-                        del busy[worker]
                         try:
                             result = worker.conn.recv()
-                            self._idle.append(worker)
                         except (EOFError, OSError):
                             worker.kill()
                             result = RuntimeError(f"worker died (exit code {worker.proc.exitcode})")
+                        else:
+                            if isinstance(result, str) and result == STARTED:
+                                busy[worker] = (i, time.monotonic())
+                                faults.point("started")
+                                continue
+                            self._idle.append(worker)
+                        del busy[worker]
                     elif timeout is not None and time.monotonic() - t0 >= timeout:
                         del busy[worker]
                         worker.kill()

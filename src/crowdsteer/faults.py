@@ -13,6 +13,8 @@ it reaches ``point``. The points, in the order a run meets them:
     this process has just been committed (Optuna writes them one by one);
 ``evaluate``
     every candidate of a round is stored and its evaluation is about to start;
+``started``
+    a ``local`` worker has started a task (its process is busy with it);
 ``tell``
     a candidate's evaluation finished and is about to be recorded;
 ``finish``

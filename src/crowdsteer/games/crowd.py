@@ -25,6 +25,7 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
+from crowdsteer import guards
 from crowdsteer.config_base import Strict, check_values, load_npy
 from crowdsteer.errors import ConfigError
 from crowdsteer.games.base import AnyMove, SparseMoves, Transition, games
@@ -235,6 +236,7 @@ def _kernel_1d(n: int, radius: float) -> Array:
 def build(cfg: CrowdConfig, base_dir: Path | None = None, field_name: str = "game") -> CrowdGame:
     """Build a :class:`CrowdGame` from its validated config section."""
     h, w, T = cfg.height, cfg.width, cfg.horizon
+    guards.check_crowd(h, w, T, cfg.moves, cfg.noise)
     S = h * w
     if cfg.initial == "uniform":
         mu0 = np.full(S, 1.0 / S)
@@ -246,8 +248,10 @@ def build(cfg: CrowdConfig, base_dir: Path | None = None, field_name: str = "gam
         mu0 = check_distribution(arr.ravel(), f"{field_name}.initial", allow_zeros=True)
     d = grid_field(cfg.desirability, T, h, w, f"{field_name}.desirability", base_dir)
     transition = AnyMove(S) if cfg.moves == "any" else local_moves(h, w, cfg.noise)
-    return CrowdGame(h, w, T, d, mu0, transition, cfg.congestion.kind, cfg.congestion.strength,
+    game = CrowdGame(h, w, T, d, mu0, transition, cfg.congestion.kind, cfg.congestion.strength,
                      cfg.congestion.radius)
+    guards.check_horizon(game, f"{field_name}.horizon")
+    return game
 
 
 build.config = CrowdConfig  # type: ignore[attr-defined]

@@ -30,6 +30,7 @@ import numpy as np
 from pydantic import Field
 from scipy.special import softmax
 
+from crowdsteer import guards
 from crowdsteer.config_base import Strict
 from crowdsteer.equilibrium import best_response, evaluate, mean_field, state_before
 from crowdsteer.games.base import Game, ThetaLike, reward_table
@@ -77,6 +78,7 @@ class ExactSolver:
                                           max_iterations=cfg.max_iterations,
                                           progress=progress, temperature=cfg.temperature)
         run = _omd if cfg.method == "omd" else _fp
+        guards.check_solve(game, cfg)
         return run(game, theta, cfg, progress)
 
 

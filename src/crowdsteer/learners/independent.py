@@ -64,6 +64,7 @@ from typing import Annotated, Literal, NamedTuple
 import numpy as np
 from pydantic import Field
 
+from crowdsteer import guards
 from crowdsteer.config_base import Strict
 from crowdsteer.equilibrium import entropy, exploitability, mean_field, soft_response
 from crowdsteer.errors import ConfigError
@@ -129,6 +130,7 @@ class IndependentLearners:
         N, T, S, A, tau = cfg.agents, game.T, game.S, game.A, cfg.temperature
         tolerance = cfg.tolerance if cfg.tolerance is not None else kl_floor(S, N, T)
         check_memory(N, T, S, A)
+        guards.check_solve(game, cfg)
         memory = Memory(N, T, S, A, game.allowed)
         pi_now = np.broadcast_to(memory.uniform.T, (T, S, A)).copy()
         pi_avg, weight = pi_now.copy(), np.zeros((T, S))

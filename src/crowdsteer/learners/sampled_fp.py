@@ -98,6 +98,7 @@ from typing import Annotated, Literal, NamedTuple
 import numpy as np
 from pydantic import Field
 
+from crowdsteer import guards
 from crowdsteer.config_base import Strict
 from crowdsteer.equilibrium import entropy, exploitability, mean_field, soft_response
 from crowdsteer.games.base import AnyMove, Game, ThetaLike, theta_at
@@ -151,6 +152,7 @@ class SampledFictitiousPlay:
         start = time.perf_counter()
         cfg = self.config
         rng = np.random.default_rng() if rng is None else rng
+        guards.check_solve(game, cfg)
         N, T, S, A, tau = cfg.agents, game.T, game.S, game.A, cfg.temperature
         tolerance = cfg.tolerance if cfg.tolerance is not None else kl_floor(S, N, T)
         nxt = successors(game.transition)  # (S, A, K)

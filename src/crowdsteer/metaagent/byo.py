@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from crowdsteer import faults, rundir
+from crowdsteer import faults, guards, rundir
 from crowdsteer.errors import ConfigError, DivergenceError
 from crowdsteer.executors import Executor, ExecutorConfig, check_picklable, make_executor
 from crowdsteer.metaagent.evaluation import Outcome
@@ -119,6 +119,8 @@ def optimise(evaluate: Callable[[Array, int], Any], n_params: int,
             "seed": seed, "optimiser": opt.model_dump(mode="json")}
     out = check_out(out)
     store = storage_for(opt.storage, opt.study, out)
+    guards.check_optimiser(opt.name, n_params, opt.evaluations, in_memory=store.url is None,
+                           field="n_params")
     seeds = [int(np.random.SeedSequence([seed, r]).generate_state(1)[0])
              for r in range(opt.repeats)]
     problem = Problem(n_params, (lo, hi), direction, seed, opt, _user_task,

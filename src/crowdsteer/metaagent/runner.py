@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from crowdsteer import rundir
+from crowdsteer import guards, rundir
 from crowdsteer.config import Config, load_config
 from crowdsteer.errors import ConfigError
 from crowdsteer.executors import make_executor
@@ -76,6 +77,9 @@ def run(config: Config | dict | str | Path, out: Path | str | None = None, resum
     choice, why = choose_optimiser(s)
     s = dataclasses.replace(s, optimiser=s.optimiser.model_copy(update={"name": choice}))
     store = storage_for(s.optimiser.storage, s.optimiser.study, out)
+    guards.check_solve(s.game, config["learner"])  # before the study: not in an evaluation
+    guards.check_optimiser(s.optimiser.name, s.modifier.n_params, s.optimiser.evaluations,
+                           in_memory=store.url is None)
     task_base = (resolved, str(config.base_dir))
     run_id = uuid.uuid4().hex  # scopes the workers' warm starts to this run
     problem = Problem(
@@ -108,8 +112,9 @@ def note(out: Path | None, log: Any, message: str) -> None:
 
 
 def check_out(out: Any) -> Path | None:
-    if out is None or isinstance(out, Path):
-        return out
-    if isinstance(out, str) and out:
+    """``out`` as a path (``None`` passes); anything else is a :class:`ConfigError`."""
+    if out is None:
+        return None
+    if isinstance(out, os.PathLike) or (isinstance(out, str) and out):
         return Path(out)
     raise ConfigError("out", f"expected a folder path or None, got {out!r}")

@@ -8,6 +8,7 @@ import numpy as np
 from pydantic import Field
 from scipy import sparse
 
+from crowdsteer import guards
 from crowdsteer.config_base import validate
 from crowdsteer.errors import ConfigError
 from crowdsteer.games.base import Game, ThetaLike
@@ -66,6 +67,8 @@ def rbf_features(game: Game, k: int, width: float | None) -> Array:
 
 @modifiers.register("rbf")
 def rbf(cfg: RBFConfig, game: Game) -> LinearModifier:
+    guards.check_memory(2 * 8 * game.S * cfg.centers**2, "modifier.centers",
+                        f"{cfg.centers}^2 bumps over {game.S:,} states", "use fewer centers")
     return LinearModifier(game, rbf_features(game, cfg.centers, cfg.width), cfg.per_step,
                           cfg.budget_balanced)
 
