@@ -193,3 +193,48 @@ def test_projected_gradient_vanishes_at_the_optimum_found():
     g0 = value_and_grad(s, np.zeros_like(w)).grad
     assert result.best.objective < 0.5 * result.baseline.objective
     assert np.abs(projected).max() <= 1e-3 * np.abs(g0).max()
+
+
+def _rows(path):
+    import csv
+
+    with open(path) as f:
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
+
+
+@pytest.mark.parametrize("warm_starts", [False, True])
+def test_a_killed_gradient_run_resumes_to_the_same_evaluations(tmp_path, monkeypatch,
+                                                               warm_starts):
+    """Resume replays the stored evaluations (L-BFGS-B asks the same w again) and goes on;
+    cold starts repeat an uninterrupted run bit for bit, warm starts to within tolerance."""
+    import crowdsteer.metaagent.gradient as gradient_module
+
+    game, tau, _, objective = CASES["crowd-any-power-kl"]
+    cfg = {"game": game, "learner": {"name": "exact", "temperature": tau},
+           "modifier": {"name": "power_series", "order": 2},
+           "objective": objective,
+           "optimiser": {"name": "gradient", "evaluations": 12, "warm_starts": warm_starts}}
+    run(cfg, out=tmp_path / "whole")
+    real = gradient_module.value_and_grad
+    calls = {"n": 0}
+
+    def dies_at_seventh(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(gradient_module, "value_and_grad", dies_at_seventh)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, out=tmp_path / "killed")
+    assert len(_rows(tmp_path / "killed" / "evaluations.csv")) == 6
+    monkeypatch.setattr(gradient_module, "value_and_grad", real)
+    run(cfg, out=tmp_path / "killed", resume=True)
+    whole = _rows(tmp_path / "whole" / "evaluations.csv")
+    resumed = _rows(tmp_path / "killed" / "evaluations.csv")
+    assert len(resumed) == len(whole) == 13
+    if not warm_starts:
+        assert resumed == whole
+    else:
+        J = [float(r["J"]) for r in whole]
+        assert [float(r["J"]) for r in resumed] == pytest.approx(J, rel=1e-4)

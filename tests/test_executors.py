@@ -95,15 +95,14 @@ def test_failed_evaluations_are_recorded_with_their_reason(tmp_path):
 def test_a_failure_is_told_to_the_optimiser_as_the_worst_value():
     import optuna
 
-    from crowdsteer.metaagent.study import tell_failure as _tell_failure
+    from crowdsteer.metaagent.study import ask, tell_failure
 
     study = optuna.create_study(direction="minimize")
     dist = {"w_0": optuna.distributions.FloatDistribution(-1, 1)}
     for v in (0.5, 2.0):
         t = study.ask(dist)
         study.tell(t, v)
-    t = study.ask(dist)
-    _tell_failure(study, t, "DivergenceError: NaN", "minimize")
+    tell_failure(study, ask(study, dist), "DivergenceError: NaN", "minimize")
     last = study.trials[-1]
     assert last.value == 2.0 and last.user_attrs["failed"]
     assert study.best_value == 0.5

@@ -29,6 +29,7 @@ class SolveResult:
         s = self.solution
         return {
             "exploitability": s.exploitability,
+            "exploitability_estimate": s.estimate,  # the learner's own (model-free) view
             "welfare": self.welfare,
             "iterations": s.iterations,
             "seconds": s.seconds,

@@ -25,7 +25,7 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from crowdsteer.config_base import Strict, load_npy
+from crowdsteer.config_base import Strict, check_values, load_npy
 from crowdsteer.errors import ConfigError
 from crowdsteer.games.base import AnyMove, SparseMoves, Transition, games
 
@@ -134,8 +134,12 @@ def grid_field(spec: FieldSpec, T: int, height: int, width: int, field_name: str
             )
         c = np.asarray(centers, dtype=float)  # (T, 2)
         dist2 = (rows[None, :] - c[:, :1]) ** 2 + (cols[None, :] - c[:, 1:]) ** 2
-        out += bump.height * np.exp(-dist2 / (2 * bump.width**2))
-    return out
+        w2 = 2 * bump.width**2
+        with np.errstate(over="ignore", under="ignore"):
+            # a width whose square underflows is a spike at the center, not 0 / 0 there
+            z = dist2 / w2 if w2 > 0 else np.where(dist2 > 0, np.inf, 0.0)
+            out += bump.height * np.exp(-z)
+    return check_values(out, field_name + ".bumps")
 
 
 def local_moves(height: int, width: int, noise: float) -> SparseMoves:

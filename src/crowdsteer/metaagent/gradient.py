@@ -152,7 +152,6 @@ def descend(s: Setup, study: Any, out: Any = None, progress: Any = None) -> int:
     the same ``w`` again) and continues where the run stopped. Returns the number of
     restarts.
     """
-    import optuna
     from scipy.optimize import minimize
 
     from crowdsteer.errors import CrowdsteerError, DivergenceError
@@ -168,9 +167,6 @@ def descend(s: Setup, study: Any, out: Any = None, progress: Any = None) -> int:
     lo, hi = (float(b) for b in s.config["modifier"].bounds)
     sign = 1.0 if s.objective.direction == "minimize" else -1.0
     total = 1 + opt.evaluations
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
-        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
     records = finished(study)
     warm = WarmStarts(s.learner, enabled=opt.warm_starts)
     used = 0

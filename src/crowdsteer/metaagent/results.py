@@ -9,12 +9,13 @@ from typing import Any
 import numpy as np
 import optuna
 
-from crowdsteer import rundir
+from crowdsteer import faults, rundir
 from crowdsteer.learners.base import Solution
 from crowdsteer.errors import CrowdsteerError
 from crowdsteer.metaagent.evaluation import Outcome, Setup, evaluate_once, solve_at
 from crowdsteer.metaagent.study import (
-    baseline_trial, best_trial_of, finished, history as run_history, outcome,
+    baseline_trial, best_trial_of, evaluation_number, finished, history as run_history,
+    outcome,
     write_evaluations,
 )
 from crowdsteer.objectives import iid_sample_kl
@@ -31,6 +32,8 @@ class RunResult:
     ----------
     baseline, best
         Outcomes at ``w = 0`` and at the best ``w``.
+    best_trial
+        Number of the best evaluation (``0``: the baseline), as in ``evaluations.csv``.
     evaluations
         Finished evaluations (baseline included).
     history
@@ -90,12 +93,13 @@ def finish(s: Setup, study: optuna.Study, out: Path | None, constrained: bool,
     M = (10 if model_free else 0) if M is None else M
     history = run_history(study)
     inner = sum(int(t.user_attrs.get("iterations") or 0) for t in finished(study))
-    result = RunResult(baseline, best, best_trial.number, len(history), direction, history,
-                       seconds, out, iid, shown(mu_best), shown(mu_base),
+    result = RunResult(baseline, best, evaluation_number(study, best_trial), len(history),
+                       direction, history, seconds, out, iid, shown(mu_best), shown(mu_base),
                        validate(s, np.zeros(n), M), validate(s, np.asarray(best.w), M),
                        at_mean_field(s, np.asarray(best.w)) if model_free else None,
                        inner, s.optimiser.name,
                        tuple(float(t.user_attrs.get("seconds") or 0.0) for t in finished(study)))
+    faults.point("finish")
     if out is not None:
         g = s.game
         rundir.save_npy(out / "baseline_mu.npy", grid(g, shown(mu_base)))
@@ -110,6 +114,7 @@ def finish(s: Setup, study: optuna.Study, out: Path | None, constrained: bool,
             from crowdsteer.report.network import save_network
 
             save_network(g, out / "network.npz")
+        faults.point("report")
         try:
             from crowdsteer.report.html import write_report
 

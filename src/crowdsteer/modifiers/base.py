@@ -23,6 +23,7 @@ from typing import Annotated, Protocol
 
 import numpy as np
 from pydantic import Field, field_validator
+from scipy import sparse
 
 from crowdsteer.config_base import Strict
 from crowdsteer.games.base import Game, ThetaLike
@@ -90,7 +91,8 @@ class LinearModifier:
     game
         The game the modifier acts on.
     features
-        ``(S, k)`` feature matrix ``phi_k(s)``.
+        ``(S, k)`` feature matrix ``phi_k(s)``, dense or ``scipy.sparse`` (a tabular
+        modifier's identity is sparse: ``S`` entries, not ``S^2``).
     per_step
         One weight vector per step (``n_params = T * k``) or shared (``k``).
     budget_balanced
@@ -100,7 +102,8 @@ class LinearModifier:
     def __init__(self, game: Game, features: Array, per_step: bool = False,
                  budget_balanced: bool = False) -> None:
         self.game = game
-        self.features = np.asarray(features, dtype=float)
+        self.features = (features.tocsr().astype(float) if sparse.issparse(features)
+                         else np.asarray(features, dtype=float))
         self.per_step = per_step
         self.budget_balanced = budget_balanced
         k = self.features.shape[1]
@@ -110,9 +113,9 @@ class LinearModifier:
         w = np.asarray(w, dtype=float)
         if w.shape != (self.n_params,):
             raise ValueError(f"w has shape {w.shape}; this modifier takes ({self.n_params},)")
-        if self.per_step:
-            return w.reshape(self.game.T, -1) @ self.features.T
-        return np.broadcast_to(self.features @ w, (self.game.T, self.game.S))
+        if self.per_step:  # (features @ W^T)^T: sparse @ dense stays a dense array
+            return np.asarray(self.features @ w.reshape(self.game.T, -1).T).T
+        return np.broadcast_to(np.asarray(self.features @ w), (self.game.T, self.game.S))
 
     def theta(self, w: Array) -> ThetaLike:
         f = self.field(w)

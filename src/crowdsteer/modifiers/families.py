@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field
+from scipy import sparse
 
 from crowdsteer.config_base import validate
 from crowdsteer.errors import ConfigError
@@ -80,7 +81,8 @@ class TabularConfig(ModifierConfig):
 
 @modifiers.register("tabular")
 def tabular(cfg: TabularConfig, game: Game) -> LinearModifier:
-    return LinearModifier(game, np.eye(game.S), cfg.per_step, cfg.budget_balanced)
+    return LinearModifier(game, sparse.identity(game.S, format="csr"), cfg.per_step,
+                          cfg.budget_balanced)
 
 
 tabular.config = TabularConfig  # type: ignore[attr-defined]

@@ -54,7 +54,13 @@ class OptimiserConfig(Strict):
     repeats: Annotated[int, Field(gt=0)] = 1
     """``r``: seeds J is averaged over at each w (its spread is kept)."""
     storage: str | None = None
-    """SQLAlchemy URL of the study (default: ``sqlite:///DIR/study.db``)."""
+    """SQLAlchemy URL of the study (default: ``sqlite:///DIR/study.db``, the run folder's own)."""
+    study: Annotated[str, Field(min_length=1, max_length=512)] | None = None
+    """Name of the study in ``storage`` (default: ``crowdsteer`` in the run folder's own
+    study.db, the run folder's name in a shared ``storage``)."""
+    timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    """Seconds one inner solve (one of the ``repeats`` of an evaluation) may take; past it
+    the evaluation is recorded as failed ("timed out after N s") and the run goes on."""
     require_convergence: bool = True
     """Count an evaluation whose inner loop did not converge within ``max_iterations`` as
     failed (recorded with the reason; the optimiser is told it was bad)."""

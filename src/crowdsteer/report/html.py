@@ -13,6 +13,10 @@ The report shows the pictures of the paper for one run folder:
 6. the resolved config.
 
 Every file but ``result.json`` is optional; a section whose files are missing is left out.
+The files are read as untrusted: a file that cannot be read as it should (not UTF-8, a
+``.npy`` whose header declares more data than the file holds, an array of the wrong
+dimension, a value of the wrong type in ``result.json``) is left out and listed under
+"Files left out", never a traceback.
 Figures are PNGs embedded as base64 data URIs and the CSS is inline, so ``report.html``
 can be mailed or archived on its own.
 
@@ -38,9 +42,11 @@ import base64
 import csv
 import errno
 import html
+import io
 import json
 import math
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +54,7 @@ from typing import Any
 
 import numpy as np
 
+from crowdsteer.config_base import read_npy
 from crowdsteer.errors import ConfigError
 from crowdsteer.report import plots
 from crowdsteer.report.network import report_section as network_section
@@ -65,6 +72,10 @@ METRICS = (("kl", "minimize"), ("welfare", "maximize"), ("maxmin", "maximize"),
 
 W_SHOWN = 12
 """Parameter vectors longer than this are shown truncated."""
+
+ARRAY_NDIM = {"target.npy": (2, 3), "baseline_mu.npy": (2, 3), "best_mu.npy": (2, 3),
+              "best_theta.npy": (2, 3)}
+"""Dimensions each saved array may have: ``(T, h, w)`` or ``(T, n)``."""
 
 
 @dataclass(frozen=True)
@@ -103,17 +114,23 @@ class SavedRun:
     best_mu: np.ndarray | None
     best_theta: np.ndarray | None
     config_text: str | None
+    problems: tuple[str, ...] = ()
+    """One line per file (or part of one) left out because it could not be read."""
 
 
 def read_run(run_dir: Path) -> SavedRun:
     """Load a meta-agent run folder; only ``result.json`` is required.
+
+    Optional files that cannot be read (not UTF-8, a corrupt or lying ``.npy`` header, an
+    array of the wrong dimension, a CSV without a ``J`` column) are left out and described
+    in :attr:`SavedRun.problems`.
 
     Raises
     ------
     FileNotFoundError
         ``run_dir/result.json`` is missing.
     ConfigError
-        ``result.json`` is not a JSON object, or ``evaluations.csv`` lacks its columns.
+        ``result.json`` is not UTF-8 text holding a JSON object.
     """
     run_dir = Path(run_dir)
     path = run_dir / "result.json"
@@ -121,50 +138,79 @@ def read_run(run_dir: Path) -> SavedRun:
         raise FileNotFoundError(errno.ENOENT, "no result.json here; is this a meta-agent run "
                                 "folder?", str(run_dir))
     try:
-        result = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        result = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), f"not UTF-8 text ({exc.reason} at byte {exc.start})") \
+            from None
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise ConfigError(str(path), f"not valid JSON ({exc})") from None
     if not isinstance(result, dict):
         raise ConfigError(str(path), "must hold a JSON object")
+    problems: list[str] = []
 
     def array(name: str) -> np.ndarray | None:
         p = run_dir / name
         if not p.is_file():
             return None
         try:
-            return np.load(p, allow_pickle=False)
-        except (ValueError, EOFError) as exc:
-            raise ConfigError(str(p), f"not a readable .npy array ({exc})") from None
+            arr = read_npy(p)
+        except Exception as exc:  # numpy raises several types for corrupt files
+            problems.append(f"{name}: not a readable .npy array ({exc})")
+            return None
+        if arr.ndim not in ARRAY_NDIM[name] or arr.size == 0:
+            problems.append(f"{name}: shape {arr.shape}; expected (T, height, width) or (T, n)")
+            return None
+        if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+            problems.append(f"{name}: holds {arr.dtype} values; expected real numbers")
+            return None
+        return arr.astype(float)
 
-    csv_path = run_dir / "evaluations.csv"
-    config_path = run_dir / "config.yaml"
+    def text(name: str) -> str | None:
+        p = run_dir / name
+        if not p.is_file():
+            return None
+        try:
+            return p.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            problems.append(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})")
+            return None
+
+    csv_text = text("evaluations.csv")
+    evaluations = None
+    if csv_text is not None:
+        try:
+            evaluations = _read_evaluations(csv_text)
+        except (ValueError, csv.Error) as exc:
+            problems.append(f"evaluations.csv: {exc}")
     return SavedRun(
         run_dir=run_dir,
         result=result,
-        evaluations=_read_evaluations(csv_path) if csv_path.is_file() else None,
+        evaluations=evaluations,
         target=array("target.npy"),
         baseline_mu=array("baseline_mu.npy"),
         best_mu=array("best_mu.npy"),
         best_theta=array("best_theta.npy"),
-        config_text=config_path.read_text() if config_path.is_file() else None,
+        config_text=text("config.yaml"),
+        problems=tuple(problems),
     )
 
 
-def _read_evaluations(path: Path) -> Evaluations:
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        fields = reader.fieldnames or []
-        rows = list(reader)
+def _read_evaluations(text: str) -> Evaluations:
+    """Parse ``evaluations.csv`` text; ``ValueError`` if it has no ``J`` column."""
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    fields = reader.fieldnames or []
+    rows = list(reader)
     if "J" not in fields:
-        raise ConfigError(str(path), f"needs a J column; its header is {','.join(fields)!r}")
+        raise ValueError(f"needs a J column; its header is {','.join(fields)!r}")
     w_cols = sorted((c for c in fields if c.startswith("w_") and c[2:].isdigit()),
                     key=lambda c: int(c[2:]))
 
-    def trial_of(i: int, row: dict[str, str]) -> int:
+    def trial_of(i: int, row: dict[str, Any]) -> int:
         try:
-            return int(row.get("trial") or "")
-        except ValueError:
+            k = int(row.get("trial") or "")
+        except (TypeError, ValueError):
             return i
+        return k if abs(k) < 2**62 else i  # it goes into an int64 array
 
     order = sorted(range(len(rows)), key=lambda i: trial_of(i, rows[i]))
     rows_sorted = [rows[i] for i in order]
@@ -172,12 +218,16 @@ def _read_evaluations(path: Path) -> Evaluations:
     def col(name: str) -> np.ndarray:
         return np.array([_to_float(r.get(name)) for r in rows_sorted], dtype=float)
 
+    def words(name: str, r: dict[str, Any]) -> str:
+        v = r.get(name)
+        return v.strip() if isinstance(v, str) else ""  # a short row gives None
+
     return Evaluations(
         trial=np.array([trial_of(i, rows[i]) for i in order], dtype=int),
-        state=tuple((r.get("state") or "").strip().upper() for r in rows_sorted),
+        state=tuple(words("state", r).upper() for r in rows_sorted),
         J=col("J"), J_std=col("J_std"), kl=col("kl"), welfare=col("welfare"),
         maxmin=col("maxmin"), exploitability=col("exploitability"), seconds=col("seconds"),
-        error=tuple((r.get("error") or "").strip() for r in rows_sorted),
+        error=tuple(words("error", r) for r in rows_sorted),
         w=np.array([[_to_float(r.get(c)) for c in w_cols] for r in rows_sorted],
                    dtype=float).reshape(len(rows_sorted), len(w_cols)),
     )
@@ -226,7 +276,7 @@ def write_report(run_dir: Path) -> Path:
         figure = _Figures(Path(tmp))
         sections += [s for s in (_distributions(run, figure), _trace(run, figure),
                                  _modifier(run, figure), network_section(run_dir, figure),
-                                 _failures(run), _config(run)) if s]
+                                 _failures(run), _config(run), _problems(run)) if s]
     out = Path(run_dir) / "report.html"
     title = f"crowdsteer run: {Path(run_dir).resolve().name}"
     out.write_text(_PAGE.format(title=_e(title), css=_CSS, body="\n".join(sections)),
@@ -244,8 +294,10 @@ class _Figures:
     def __call__(self, draw: Callable[[Path], Path], alt: str) -> str:
         self.k += 1
         try:
-            path = draw(self.tmp / f"figure{self.k}.png")
-        except (ValueError, IndexError, TypeError) as exc:  # bad shapes in a saved file
+            with warnings.catch_warnings():  # a tampered value (1e308 on a log axis) may
+                warnings.simplefilter("ignore")  # overflow inside matplotlib: no figure then
+                path = draw(self.tmp / f"figure{self.k}.png")
+        except (ValueError, IndexError, TypeError, OverflowError, RuntimeWarning) as exc:
             return f'<p class="note">could not draw {_e(alt)}: {_e(str(exc))}</p>'
         data = base64.b64encode(path.read_bytes()).decode("ascii")
         return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
@@ -256,9 +308,9 @@ class _Figures:
 
 def _header(run: SavedRun) -> str:
     r = run.result
-    obj = r.get("objective") or {}
+    obj = _dict(r.get("objective"))
     name, direction = str(obj.get("name", "?")), str(obj.get("direction", "minimize"))
-    base, best = r.get("baseline") or {}, r.get("best") or {}
+    base, best = _dict(r.get("baseline")), _dict(r.get("best"))
     facts = [("objective", f"{name} ({direction})"), ("learner", r.get("learner")),
              ("modifier", r.get("modifier")), ("optimiser", r.get("optimiser")),
              ("evaluations", r.get("evaluations")), ("best trial", best.get("trial")),
@@ -331,16 +383,17 @@ def _trace(run: SavedRun, figure: _Figures) -> str:
     ev = run.evaluations
     if ev is None or not np.isfinite(ev.J).any():
         return ""
-    obj = run.result.get("objective") or {}
+    obj = _dict(run.result.get("objective"))
     name, direction = str(obj.get("name", "J")), str(obj.get("direction", "minimize"))
     if direction not in ("minimize", "maximize"):
         direction = "minimize"
-    baseline = _to_float((run.result.get("baseline") or {}).get("objective"))
+    baseline = _to_float(_dict(run.result.get("baseline")).get("objective"))
     # a level of the empirical KL, so it belongs on the axis only when J is KL
     iid = run.result.get("iid_sample_kl")
     floor = _to_float(_dict(iid).get("mean")) if name == "kl" else math.nan
-    best_trial = (run.result.get("best") or {}).get("trial")
-    hits = np.flatnonzero(ev.trial == best_trial) if isinstance(best_trial, int) else []
+    best_trial = _dict(run.result.get("best")).get("trial")
+    hits = (np.flatnonzero(ev.trial == best_trial) if isinstance(best_trial, int)
+            and not isinstance(best_trial, bool) else [])
     best_index = int(hits[0]) if len(hits) else None
     drawn = np.concatenate([ev.J[np.isfinite(ev.J)], [v for v in (baseline, floor)
                                                       if math.isfinite(v)]])
@@ -397,6 +450,14 @@ def _failures(run: SavedRun) -> str:
             f"<th>error</th></tr></thead><tbody>{rows}</tbody></table></section>")
 
 
+def _problems(run: SavedRun) -> str:
+    if not run.problems:
+        return ""
+    items = "".join(f"<li>{_e(p)}</li>" for p in run.problems)
+    return ("<section><h2>Files left out</h2><p class=\"note\">These files of the run folder "
+            f"could not be read and are not shown:</p><ul>{items}</ul></section>")
+
+
 def _config(run: SavedRun) -> str:
     if run.config_text is None:
         return ""
@@ -411,6 +472,8 @@ def _e(text: str) -> str:
 
 
 def _dict(x: Any) -> dict[str, Any]:
+    """``x`` if it is a JSON object, else ``{}`` (a tampered ``result.json`` may hold a
+    string or a list where an object belongs)."""
     return x if isinstance(x, dict) else {}
 
 
@@ -435,7 +498,10 @@ def _str(v: Any) -> str:
 def _vector(w: Any) -> str:
     if w is None or isinstance(w, str):
         return "n/a" if w is None else w
-    values = np.ravel(np.asarray(w, dtype=float))  # JSON nulls become NaN, shown as n/a
+    try:
+        values = np.ravel(np.asarray(w, dtype=float))  # JSON nulls become NaN, shown as n/a
+    except (TypeError, ValueError, OverflowError):  # text, objects or ragged lists
+        return "n/a (not a list of numbers)"
     shown = ", ".join(_fmt(v) for v in values[:W_SHOWN])
     more = f", ... ({values.size} values)" if values.size > W_SHOWN else ""
     return f"[{shown}{more}]"
