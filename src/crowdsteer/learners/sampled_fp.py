@@ -131,6 +131,12 @@ class FictitiousPlayConfig(Strict):
     KL of ``N`` agents drawn iid from a target (see the module docstring)."""
     check_every: Annotated[int, Field(gt=0)] = CHECK_EVERY
     """Rounds between certified checks of the stopping rule."""
+    patience: Annotated[int, Field(gt=0)] | None = 200
+    """Stop (not converged) when the certified exploitability has not improved on its best
+    for this many rounds, and return the best certified policy seen (``null``: play all
+    ``max_iterations`` rounds). With finite ``N`` the certificate can stall above the
+    tolerance, e.g. under log congestion, where cells the model gives a mass ~1/N pay
+    ``-c log mu``, a large reward that a few thousand agents cannot sample."""
     max_iterations: Annotated[int, Field(gt=0)] = 2000
     """Rounds of play (each round is one episode of all ``N`` agents)."""
     exploration: Annotated[float, Field(ge=0, le=1)] | None = None
@@ -163,6 +169,7 @@ class SampledFictitiousPlay:
         recent: deque[Array] = deque(maxlen=SAMPLE_ROUNDS)
         history = []
         converged = False
+        best: tuple[float, int, Array, Array, Array] | None = None  # expl, round, pi, mu, sample
         for k in range(1, cfg.max_iterations + 1):
             eps = exploration_rate(cfg.exploration, cfg.temperature, k)
             play = explore(pi_bar, eps, game.allowed)
@@ -183,10 +190,17 @@ class SampledFictitiousPlay:
                 if expl <= tolerance:
                     converged = True
                     break
+                if best is None or expl < best[0]:
+                    best = (expl, k, pi_bar.copy(), mu, np.mean(recent, axis=0))
+                elif cfg.patience is not None and k - best[1] >= cfg.patience:
+                    break
             if k < cfg.max_iterations:  # the last round's pi_bar is the one certified
                 pi_bar, weight = average(pi_bar, weight, br.pi, br.mass)
+        sample = np.mean(recent, axis=0)
+        if not converged and best is not None and best[0] < expl:  # the best certified
+            expl, _, pi_bar, mu, sample = best
         return Solution(pi_bar, mu, expl, k, time.perf_counter() - start, converged,
-                        mu_sample=np.mean(recent, axis=0), agents=N,
+                        mu_sample=sample, agents=N,
                         history=np.asarray(history), estimate=history[-1])
 
 

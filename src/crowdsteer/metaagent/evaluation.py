@@ -157,7 +157,10 @@ def measured(s: Setup, w: Array, repeat: int,
     m = s.objective.measure(s.game, sol, s.tau, rng)
     if not np.isfinite(m.objective):
         raise DivergenceError("the objective is NaN or infinite")
-    if s.optimiser.require_convergence and not sol.converged:
+    required = s.optimiser.require_convergence
+    if required is None:
+        required = sol.mu_sample is None  # the exact learner (model-free: see the field)
+    if required and not sol.converged:
         raise DivergenceError(f"no convergence within max_iterations = {sol.iterations} "
                               f"(exploitability {sol.exploitability:.3g})")
     sample = Sample(m.objective, m.kl, m.welfare, m.maxmin, sol.exploitability,

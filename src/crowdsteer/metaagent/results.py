@@ -66,10 +66,14 @@ class RunResult:
     """The optimiser that ran (what ``auto`` chose)."""
     evaluation_seconds: tuple[float, ...] = ()
     """Seconds each finished evaluation spent in the inner loop (and adjoint), in order."""
+    warm_start: dict[str, Any] | None = None
+    """The mean-field warm start, when one ran: ``{w, objective, baseline, temperature,
+    evaluations, seconds, radius}`` (J values of the exact learner)."""
 
 
 def finish(s: Setup, study: optuna.Study, out: Path | None, constrained: bool,
-           seconds: float, optimiser_reason: str = "") -> RunResult:
+           seconds: float, optimiser_reason: str = "",
+           warm_start: dict[str, Any] | None = None) -> RunResult:
     n = s.modifier.n_params
     direction = s.objective.direction
     base_trial = baseline_trial(study)
@@ -98,7 +102,8 @@ def finish(s: Setup, study: optuna.Study, out: Path | None, constrained: bool,
                        validate(s, np.zeros(n), M), validate(s, np.asarray(best.w), M),
                        at_mean_field(s, np.asarray(best.w)) if model_free else None,
                        inner, s.optimiser.name,
-                       tuple(float(t.user_attrs.get("seconds") or 0.0) for t in finished(study)))
+                       tuple(float(t.user_attrs.get("seconds") or 0.0) for t in finished(study)),
+                       warm_start)
     faults.point("finish")
     if out is not None:
         g = s.game
@@ -186,4 +191,5 @@ def result_json(s: Setup, r: RunResult) -> dict[str, Any]:
         "modifier": cfg["modifier"].name,
         "optimiser": s.optimiser.name,
         "seconds": r.seconds,
+        "warm_start": r.warm_start,
     }

@@ -76,6 +76,11 @@ def run(config: Config | dict | str | Path, out: Path | str | None = None, resum
     resolved = config.resolved()
     choice, why = choose_optimiser(s)
     s = dataclasses.replace(s, optimiser=s.optimiser.model_copy(update={"name": choice}))
+    warm = None
+    if s.optimiser.warm_start == "mean_field" and choice != "gradient":
+        warm = mean_field_start(s)
+        s = dataclasses.replace(s, optimiser=s.optimiser.model_copy(update={
+            "x0": warm["w"], "radius": s.optimiser.radius or warm["radius"]}))
     store = storage_for(s.optimiser.storage, s.optimiser.study, out)
     guards.check_solve(s.game, config["learner"])  # before the study: not in an evaluation
     guards.check_optimiser(s.optimiser.name, s.modifier.n_params, s.optimiser.evaluations,
@@ -89,6 +94,11 @@ def run(config: Config | dict | str | Path, out: Path | str | None = None, resum
     with rundir.claimed(out), storage_errors(store):
         study = begin(store, out, s.objective.direction, resolved, "config.yaml", resume, force)
         note(out, log, f"optimiser: {choice} ({why})")
+        if warm is not None:
+            note(out, log, f"warm start: the mean-field optimum (exact learner, temperature "
+                 f"{warm['temperature']:g}) has J = {warm['objective']:.6g} after "
+                 f"{warm['evaluations']} exact evaluations, {warm['seconds']:.1f} s; "
+                 f"{choice} searches around it (radius {s.optimiser.radius:g})")
         if choice == "gradient":
             ex = config["executor"]
             if executor is not None or (ex is not None and ex.name != "serial"):
@@ -99,7 +109,40 @@ def run(config: Config | dict | str | Path, out: Path | str | None = None, resum
             drive(problem, study, executor or make_executor(config["executor"]), out, progress,
                   close=executor is None, own=store.own)
         return finish(s, study, out, problem.constrained and choice != "gradient",
-                      time.perf_counter() - start, why)
+                      time.perf_counter() - start, why, warm)
+
+
+WARM_TEMPERATURE = 0.01
+"""Temperature of the mean-field warm start when the agents' own is 0 (gradients need one)."""
+
+
+def mean_field_start(s: Setup) -> dict[str, Any]:
+    """The warm start ``optimiser: {warm_start: mean_field}`` for model-free learners.
+
+    1. Solve the meta-problem on the exact learner (the agents' mean-field limit, same game,
+       modifier, objective and temperature) with the ``gradient`` optimiser:
+       ``warm_start_evaluations`` cheap exact evaluations.
+    2. Its best ``w`` becomes ``x0`` of the black-box search on the learning agents, which
+       starts there (right after the baseline) and searches locally around it: ``radius``
+       defaults to a tenth of the box's width.
+
+    Deterministic for a config and seed, so a resumed run computes the same start.
+    """
+    from crowdsteer.learners.exact import ExactConfig
+
+    tau = s.tau if s.tau > 0 else WARM_TEMPERATURE
+    opt = s.optimiser
+    exact = s.config.replace("learner", ExactConfig(temperature=tau))
+    exact = exact.replace("optimiser", opt.model_copy(update={
+        "name": "gradient", "evaluations": opt.warm_start_evaluations, "warm_start": None,
+        "storage": None, "study": None, "validation": 0, "x0": None}))
+    started = time.perf_counter()
+    result = run(exact)
+    lo, hi = s.config["modifier"].bounds
+    return {"w": [float(v) for v in result.best.w], "objective": result.best.objective,
+            "baseline": result.baseline.objective, "temperature": tau,
+            "evaluations": result.evaluations, "seconds": time.perf_counter() - started,
+            "radius": 0.1 * (hi - lo)}
 
 
 def note(out: Path | None, log: Any, message: str) -> None:

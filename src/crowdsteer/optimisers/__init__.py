@@ -71,12 +71,22 @@ class OptimiserConfig(Strict):
     timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     """Seconds one inner solve (one of the ``repeats`` of an evaluation) may take; past it
     the evaluation is recorded as failed ("timed out after N s") and the run goes on."""
-    require_convergence: bool = True
-    """Count an evaluation whose inner loop did not converge within ``max_iterations`` as
-    failed (recorded with the reason; the optimiser is told it was bad)."""
+    require_convergence: bool | None = None
+    """Count an evaluation whose inner loop did not reach its tolerance as failed (recorded
+    with the reason; the optimiser is told it was bad). Default: yes for the exact learner
+    (there a solve that does not converge is a numerical failure); no for model-free
+    learners, whose J is what the agents reach within their budget, recorded with the
+    certified exploitability beside it (a finite population can stall above the
+    tolerance without the steering being wrong)."""
     constraint: Literal["budget"] | None = None
     """``budget``: require net transfers <= 0 as an optimiser constraint (gp, tpe; ``bo``
     then runs as ``gp``)."""
+    warm_start: Literal["mean_field"] | None = None
+    """``mean_field`` (model-free learners): first solve the meta-problem on the exact
+    learner with hypergradients (cheap), then start ``bo``/``cmaes`` at that ``w`` (as
+    ``x0``) and search around it (``radius`` default: a tenth of the box's width)."""
+    warm_start_evaluations: Annotated[int, Field(gt=0)] = 60
+    """Exact evaluations of the mean-field warm start (not counted in ``evaluations``)."""
     x0: list[float] | None = None
     """Where ``bo`` and ``cmaes`` start searching (one value per parameter, inside the
     bounds); default: ``w = 0``. ``bo`` evaluates it right after the baseline and starts its
