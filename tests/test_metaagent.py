@@ -162,3 +162,29 @@ def test_final_numbers_are_validated_on_fresh_seeds(tmp_path):
     iid = saved["iid_sample_kl"]
     assert iid["agents"] == 300 and 0 < iid["mean"] < 0.05  # ~ (9 - 1) / 600 = 0.013
     assert saved["inner_iterations"] >= 4  # baseline + 3 evaluations, >= 1 round each
+
+
+def test_mean_field_warm_start_seeds_the_search_with_the_exact_optimum(tmp_path):
+    """warm_start: mean_field runs the gradient optimiser on the exact learner first (same
+    game, modifier, objective, temperature) and evaluates its best w right after the
+    baseline; the recorded start is what an independent exact run finds."""
+    cfg = {"seed": 1, "game": {"name": "crowd", "height": 3, "width": 3,
+                               "congestion": {"kind": "log", "strength": 0.5}},
+           "learner": {"name": "fictitious_play", "agents": 500, "temperature": 0.3},
+           "modifier": {"name": "power_series", "order": 1},
+           "objective": {"name": "kl", "target": {"bumps": [{"center": [0, 2], "width": 1.0}]}},
+           "optimiser": {"name": "bo", "evaluations": 4, "warm_start": "mean_field",
+                         "warm_start_evaluations": 20, "validation": 0}}
+    result = crowdsteer.run(cfg, out=tmp_path / "run")
+    exact = crowdsteer.run({**cfg, "learner": {"name": "exact", "temperature": 0.3},
+                            "optimiser": {"name": "gradient", "evaluations": 20}})
+    start = result.warm_start
+    assert start["w"] == pytest.approx(exact.best.w, abs=1e-12)
+    assert start["objective"] == pytest.approx(exact.best.objective, rel=1e-12)
+    with open(tmp_path / "run" / "evaluations.csv") as f:
+        rows = list(csv.DictReader(f))
+    first = [float(rows[1][f"w_{i}"]) for i in range(3)]
+    assert first == pytest.approx(start["w"], abs=1e-9)  # x0 evaluated right after w = 0
+    saved = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert saved["warm_start"]["evaluations"] == 21
+    assert "warm start" in (tmp_path / "run" / "run.log").read_text()
