@@ -25,11 +25,13 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-SUITES = ("solver", "model_free", "metaagent", "envs", "peers")  # peers: skipped unless installed
+# peers and head_to_head: skipped unless their optional dependencies are installed
+SUITES = ("solver", "convergence", "model_free", "metaagent", "envs", "peers", "head_to_head")
 PREAMBLE = """# Benchmarks
 
 Speed and scale of the equilibrium engine, measured by `benchmarks/run.py`
-(`make bench`; `--only solver|model_free|metaagent|envs|peers` for one suite, `--quick` for a smoke run that
+(`make bench`; `--only NAME` for one suite: solver, convergence, model_free, metaagent,
+envs, peers, head_to_head; `--quick` for a smoke run that
 does not touch this file). Each section below is rewritten by the suite that produced it
 and states its own command, date and machine.
 
