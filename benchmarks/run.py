@@ -25,11 +25,14 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-SUITES = ("solver", "model_free", "metaagent", "steering", "envs", "peers", "network")  # peers: skipped unless installed
+# peers, head_to_head and network's peer: skipped unless their optional dependencies are installed
+SUITES = ("solver", "convergence", "model_free", "metaagent", "steering", "envs", "peers",
+          "head_to_head", "network")
 PREAMBLE = """# Benchmarks
 
 Speed and scale of the equilibrium engine, measured by `benchmarks/run.py`
-(`make bench`; `--only solver|model_free|metaagent|steering|envs|peers|network` for one suite, `--quick` for a smoke run that
+(`make bench`; `--only NAME` for one suite: solver, convergence, model_free, metaagent,
+steering, envs, peers, head_to_head, network; `--quick` for a smoke run that
 does not touch this file). Each section below is rewritten by the suite that produced it
 and states its own command, date and machine.
 

@@ -22,7 +22,7 @@ from crowdsteer.learners.exact import ExactConfig, ExactSolver  # noqa: E402
 
 TOLERANCE = 1e-4
 THRESHOLDS = (1e-2, 1e-3, 1e-4)
-SOLVERS = (("omd", 0.0), ("omd", 0.1), ("fp", 0.0))
+SOLVERS = (("auto", 0.0), ("auto", 0.1), ("omd", 0.0), ("omd", 0.1), ("fp", 0.0))
 
 # The issue's grids. Every game: kernel congestion (strength 1, radius 1) and two bumps.
 GRIDS = (
@@ -202,6 +202,7 @@ def run_suite(opts) -> str:
             msg += (f"; {tt['stop']} after {tt['iterations']} it, {common.fmt_time(tt['seconds'])}"
                     f", expl {tt['exploitability']:.1e}")
         print(msg + f"; peak RSS {res['peak_rss_mib']:.0f} MiB ({res['wall_s']:.1f} s)", flush=True)
+    before_after = compare_iteration(opts.quick)
     knobs = plan(opts.quick)[0]
     note = (f"seconds per iteration = min (and median) over {knobs['repeats']} runs of a "
             f"fixed number of iterations lasting about {knobs['budget_s']} s each; time to "
@@ -209,7 +210,73 @@ def run_suite(opts) -> str:
             f"that converge and fit a {knobs['tol_budget_s']:g} s budget are repeated); runs "
             f"that do not converge stop at {knobs['cap_s']:g} s or {knobs['max_iterations']} "
             "iterations and report the exploitability reached")
-    return render(results, opts.command, info, started, note, opts.quick)
+    return (render(results, opts.command, info, started, note, opts.quick)
+            + render_before_after(before_after))
+
+
+# --------------------------------------------------------------------------- before / after
+
+
+def baseline_src() -> str:
+    """The source tree of ``iteration.BASELINE_REF`` (main before issue 10), extracted once
+    with ``git archive`` into ``benchmarks/.baseline-REF/``."""
+    import subprocess
+
+    from iteration import BASELINE_REF
+
+    dest = common.BENCH_DIR / f".baseline-{BASELINE_REF}"
+    if not (dest / "src" / "crowdsteer").is_dir():
+        dest.mkdir(exist_ok=True)
+        archive = subprocess.run(["git", "archive", BASELINE_REF, "src"], cwd=common.REPO,
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return str(dest / "src")
+
+
+def compare_iteration(quick: bool) -> list[tuple[str, dict]]:
+    """Old and new iteration timed in alternating fresh processes (old, new, old, new...)."""
+    old, new = baseline_src(), str(common.REPO / "src")
+    k, rounds = (5, 1) if quick else (30, 3)
+    out = []
+    for _ in range(rounds):
+        for name, src in (("before", old), ("after", new)):
+            print(f"[solver] iteration {name} ...", flush=True)
+            res = common.run_worker("iteration.py", {"src": src, "iterations": k,
+                                                     "repeats": 2 if quick else 3})
+            out.append((name, res))
+    return out
+
+
+PARTS = ("iteration_tau0", "iteration_tau0.1", "forward", "rewards", "backward", "certificate")
+PART_LABEL = {"iteration_tau0": "whole omd iteration, tau = 0",
+              "iteration_tau0.1": "whole omd iteration, tau = 0.1",
+              "forward": "forward pass (mean field)", "rewards": "reward table",
+              "backward": "backward pass (policy evaluation)",
+              "certificate": "certificate's best response"}
+
+
+def render_before_after(runs: list[tuple[str, dict]]) -> str:
+    from iteration import BASELINE_REF
+
+    best = {name: {part: min(r[part] for n, r in runs if n == name) for part in PARTS}
+            for name in ("before", "after")}
+    rows = [[PART_LABEL[part], common.fmt_time(best["before"][part]),
+             common.fmt_time(best["after"][part]),
+             common.fmt_ratio(best["before"][part] / best["after"][part])] for part in PARTS]
+    n = sum(1 for name, _ in runs if name == "after")
+    return "\n".join([
+        "", "### One iteration, before and after issue 10", "",
+        f"The issue's game (100x100, T = 10, local moves, noise 0.1, log congestion 0.5, "
+        f"S = 10,000, A = 5). `before`: the source of `{BASELINE_REF}` (main before issue "
+        f"10, extracted by `git archive` into `benchmarks/.baseline-{BASELINE_REF}/`); "
+        f"`after`: this tree. Both timed by `benchmarks/iteration.py` in fresh processes, "
+        f"alternating before/after, {n} rounds; min over rounds (each itself the min of 3 "
+        f"repeats). A whole iteration is `ExactSolver(method='omd')` per iteration (forward "
+        f"pass, reward table, policy evaluation, best response for the certificate, update). "
+        f"Parts: `before` through the public functions (`mean_field`, `reward_table`, "
+        f"`evaluate`, `best_response`), `after` through the solver's own action-major passes "
+        f"(`crowdsteer.learners.passes`; the certificate needs only the best values).", "",
+        common.md_table(["", "before", "after", "speed-up"], rows), ""])
 
 
 def _by(results, gid: str, method: str, tau: float):

@@ -97,7 +97,10 @@ def test_budget_balance_keeps_the_equilibrium(rng):
     solver = ExactSolver(ExactConfig(temperature=0.3, tolerance=1e-10))
     a = solver.solve(game, make("power_series", game).theta(w))
     b = solver.solve(game, make("power_series", game, budget_balanced=True).theta(w))
-    np.testing.assert_allclose(a.mu, b.mu, atol=1e-8)
+    # the two solves may take different methods (the balanced modifier depends on the mean
+    # field, so auto picks mirror descent for it); an exploitability of 1e-10 at tau = 0.3
+    # bounds each mean field's distance to the unique equilibrium by about sqrt(2e-10 / 0.3)
+    np.testing.assert_allclose(a.mu, b.mu, atol=3e-5)
 
 
 @given(seed=st.integers(0, 2**31), tau=st.sampled_from([0.0, 0.4]))

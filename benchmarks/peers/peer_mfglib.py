@@ -22,7 +22,9 @@ from importlib.metadata import version
 import numpy as np
 import torch
 
-from mfglib.alg import FictitiousPlay  # before mfglib.scoring: importing that first is circular
+from mfglib.alg import (  # before mfglib.scoring: importing that first is circular
+    FictitiousPlay, OnlineMirrorDescent, PriorDescent,
+)
 from mfglib.env import Environment
 from mfglib.scoring import exploitability_score
 
@@ -109,3 +111,38 @@ def time_fp(spec: dict, knobs: dict) -> dict:
 
         out["to_tol"] = timing.until(step, evaluate, knobs["tolerance"], knobs["peer_cap_s"])
     return out
+
+
+BEST_CANDIDATES = {
+    "FictitiousPlay()": FictitiousPlay,
+    "OnlineMirrorDescent()": OnlineMirrorDescent,
+    "PriorDescent()": PriorDescent,
+}
+"""MFGLib's iterative algorithms with their default parameters (MF-OMO and occupation-measure
+inclusion solve an optimisation problem per iterate: far slower at this size)."""
+
+
+def time_best(spec: dict, knobs: dict) -> dict:
+    """Each candidate from the uniform policy until ``exploitability_score <= tolerance`` or
+    the cap, in float64 (float32 rounds the score of this game, values ~ 100, at ~1e-4)."""
+    from peers import timing
+
+    torch.set_default_dtype(torch.float64)
+    torch.backends.opt_einsum.enabled = True
+    env = environment(spec)
+    uniform = torch.ones((spec["T"] + 1, spec["n"], spec["n"], 5)) / 5
+    out = {}
+    for name, cls in BEST_CANDIDATES.items():
+        alg = cls()
+        box = {"state": alg.init_state(env, uniform)}
+
+        def step() -> None:
+            box["state"] = alg.step_next_state(box["state"], None, None)
+
+        def evaluate() -> float:
+            return float(exploitability_score(env, box["state"].pi))
+
+        res = timing.until(step, evaluate, knobs["tolerance"], knobs["peer_cap_s"])
+        res.pop("history")
+        out[name] = res
+    return {"best": out, "dtype": "float64"}

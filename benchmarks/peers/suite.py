@@ -248,7 +248,7 @@ def render(results, command: str, info: dict, started: float, note: str, quick: 
                 ("MFGLib fictitious play, opt_einsum off",
                  _find(results, g["id"], "peer", plain=True), "plain"),
                 ("crowdsteer `ExactSolver` fp" + borrowed, fp, "fp"),
-                ("crowdsteer `ExactSolver` omd (default)" + borrowed,
+                ("crowdsteer `ExactSolver` omd" + borrowed,
                  _find(results, src, "ours", "omd"), "omd")):
             if res is None:
                 continue
@@ -311,3 +311,4 @@ def render(results, command: str, info: dict, started: float, note: str, quick: 
          f"time to {TOLERANCE:g}: peer FP / our fp", f"time to {TOLERANCE:g}: peer FP / our omd"],
         rows))
     return "\n".join(parts) + "\n"
+

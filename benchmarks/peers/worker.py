@@ -3,7 +3,8 @@
 ``python benchmarks/peers/worker.py --case JSON``; run by :mod:`peers.suite`.
 
 Kinds: ``check`` (exploitability of fixed policies, peer and crowdsteer), ``peer`` (the
-peer's fictitious play), ``ours`` (crowdsteer's ``ExactSolver`` on the rebuilt game).
+peer's fictitious play), ``peer_best`` (each of MFGLib's iterative algorithms to the
+tolerance), ``ours`` (crowdsteer's ``ExactSolver`` on the rebuilt game).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ def run_case(case: dict) -> dict:
         out["T"], out["S"], out["A"] = game.T, game.S, game.A
     elif case["kind"] == "peer":
         out |= mod.time_fp(spec, case["knobs"])
+    elif case["kind"] == "peer_best":
+        out |= mod.time_best(spec, case["knobs"])
     else:
         from peers import timing
 

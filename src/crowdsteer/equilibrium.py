@@ -63,10 +63,29 @@ def _mask(game: Game, Q: Array) -> Array:
     return np.where(game.allowed, Q, -np.inf)
 
 
+def row_sum(x: Array) -> Array:
+    """``x.sum(axis=1)`` of an ``(S, A)`` array, as a product with ones: NumPy reduces a short
+    last axis several times slower than it multiplies by a vector."""
+    return x @ np.ones(x.shape[1])
+
+
+def row_max(x: Array) -> Array:
+    """``x.max(axis=1)`` of an ``(S, A)`` array; with few actions, a running maximum over
+    the columns (about 15x faster than the reduction for ``A = 5``)."""
+    A = x.shape[1]
+    if A > 16:
+        return x.max(axis=1)
+    top = x[:, 0].copy()
+    for a in range(1, A):
+        np.maximum(top, x[:, a], out=top)
+    return top
+
+
 def entropy(p: Array, axis: int = -1) -> Array:
     """Shannon entropy in nats along ``axis`` (``0 log 0 = 0``)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(p > 0, p * np.log(p), 0.0)
+    terms = p * np.log(np.where(p > 0, p, 1.0))
+    if axis in (-1, p.ndim - 1) and p.ndim == 2:
+        return -row_sum(terms)
     return -terms.sum(axis=axis)
 
 
@@ -81,14 +100,26 @@ def soft_response(Q_t: Array, tau: float, allowed: Array | None = None) -> tuple
     if tau > TAU_MIN:
         # log-sum-exp by hand: scipy's is several times slower on (S, A) rows this small
         z = Q_t / tau
-        top = z.max(axis=1, keepdims=True)
-        e = np.exp(z - top)
-        total = e.sum(axis=1, keepdims=True)
-        return e / total, tau * (top + np.log(total))[:, 0]
+        top = row_max(z)
+        e = np.exp(z - top[:, None])
+        total = row_sum(e)
+        e /= total[:, None]
+        return e, tau * (top + np.log(total))
     best = np.argmax(Q_t, axis=1)
     pi_t = np.zeros(Q_t.shape)
     pi_t[np.arange(Q_t.shape[0]), best] = 1.0
     return pi_t, Q_t[np.arange(Q_t.shape[0]), best]
+
+
+def soft_value(Q_t: Array, tau: float, allowed: Array | None = None) -> Array:
+    """``V_t`` of :func:`soft_response` without the policy: ``max_a Q`` or
+    ``tau log sum_a exp(Q / tau)``, ``(S,)``."""
+    if allowed is not None:
+        Q_t = np.where(allowed, Q_t, -np.inf)
+    if tau > TAU_MIN:
+        top = row_max(Q_t)
+        return top + tau * np.log(row_sum(np.exp((Q_t - top[:, None]) / tau)))
+    return row_max(Q_t)
 
 
 @dataclass(frozen=True)
@@ -113,10 +144,13 @@ def evaluate(game: Game, pi: Array, R: Array, tau: float = 0.0) -> Evaluation:
     Q = np.empty_like(R)
     V = np.empty((T, game.S))
     V_next = np.zeros(game.S)
+    masked = game.allowed is not None
     for t in range(T - 1, -1, -1):
-        Q[t] = R[t] + game.transition.expect(V_next)
-        q = np.where(pi[t] > 0, Q[t], 0.0)  # masked actions (Q = -inf) carry no mass
-        V[t] = (pi[t] * q).sum(axis=1) + (tau * entropy(pi[t]) if tau > TAU_MIN else 0.0)
+        np.add(R[t], game.transition.expect(V_next), out=Q[t])
+        q = np.where(pi[t] > 0, Q[t], 0.0) if masked else Q[t]  # masked actions carry no mass
+        V[t] = row_sum(pi[t] * q)
+        if tau > TAU_MIN:
+            V[t] += tau * entropy(pi[t])
         V_next = V[t]
     return Evaluation(Q, V)
 
@@ -154,6 +188,16 @@ def best_response(game: Game, R: Array, tau: float = 0.0) -> Response:
     return Response(pi, Q, V)
 
 
+def best_values(game: Game, R: Array, tau: float = 0.0) -> Array:
+    """``(T, S)`` optimal (soft) values: :func:`best_response`'s ``V`` without building the
+    policy or keeping ``Q`` (all the exploitability certificate needs)."""
+    V = np.empty((game.T, game.S))
+    V_next = np.zeros(game.S)
+    for t in range(game.T - 1, -1, -1):
+        V[t] = V_next = soft_value(R[t] + game.transition.expect(V_next), tau, game.allowed)
+    return V
+
+
 def exploitability(game: Game, pi: Array, tau: float = 0.0, theta: ThetaLike = None,
                    mu: Array | None = None) -> float:
     """Gain of a (soft) best response against the mean field ``pi`` induces.
@@ -179,7 +223,7 @@ def exploitability(game: Game, pi: Array, tau: float = 0.0, theta: ThetaLike = N
 def exploitability_from(game: Game, pi: Array, R: Array, tau: float) -> float:
     """Exploitability given the reward table ``R`` of the mean field of ``pi``."""
     v_pi = evaluate(game, pi, R, tau).V[0]
-    v_br = best_response(game, R, tau).V[0]
+    v_br = best_values(game, R, tau)[0]
     gap = float(game.mu0 @ (v_br - v_pi))
     return max(gap, 0.0) if gap > -1e-12 else gap
 

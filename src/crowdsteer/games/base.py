@@ -43,6 +43,18 @@ class Transition(Protocol):
         ...
 
 
+def push_mass(transition: Transition, m: Array) -> Array:
+    """Where an ``(S, A)`` table of mass lands: ``sum_{s,a} m(s, a) P(s'|s, a)``, ``(S,)``.
+
+    ``m`` may have either sign (a change of mass). Transitions defined here have a direct
+    ``push_mass``; any other :class:`Transition` goes through ``push(1, m)``.
+    """
+    direct = getattr(transition, "push_mass", None)
+    if direct is not None:
+        return direct(m)
+    return transition.push(np.ones(m.shape[0]), m)
+
+
 class AnyMove:
     """Every state can reach every state in one step: action ``a`` lands in state ``a``.
 
@@ -58,6 +70,17 @@ class AnyMove:
 
     def push(self, mu: Array, pi_t: Array) -> Array:
         return mu @ pi_t
+
+    def push_mass(self, m: Array) -> Array:
+        return m.sum(axis=0)
+
+    def expect_as(self, v: Array) -> Array:
+        """Action-major :meth:`expect`: ``out[a, s] = E[v(s') | s, a]``, ``(A, S)``."""
+        return np.broadcast_to(v[:, None], (self.A, self.S))
+
+    def push_as(self, m: Array) -> Array:
+        """Action-major :meth:`push_mass`: where an ``(A, S)`` table of mass lands."""
+        return m @ np.ones(self.S)
 
 
 class SparseMoves:
@@ -86,12 +109,28 @@ class SparseMoves:
                        shape=(self.S * self.A, self.S))
         self._P = P
         self._PT = P.T.tocsr()
+        # the same kernel with rows in action-major order (a, s), for expect_as / push_as
+        order = (np.arange(self.S)[None, :] * self.A + np.arange(self.A)[:, None]).ravel()
+        self._P_as = P[order]
+        self._PT_as = self._P_as.T.tocsr()
 
     def expect(self, v: Array) -> Array:
-        return (self._P @ v).reshape(self.S, self.A)
+        """``E[v(s') | s, a]``: ``(S, A)`` from ``v`` ``(S,)``, or ``(S, A, k)`` from ``(S, k)``."""
+        return (self._P @ v).reshape((self.S, self.A) + v.shape[1:])
 
     def push(self, mu: Array, pi_t: Array) -> Array:
         return self._PT @ (mu[:, None] * pi_t).ravel()
+
+    def push_mass(self, m: Array) -> Array:
+        return self._PT @ m.ravel()
+
+    def expect_as(self, v: Array) -> Array:
+        """Action-major :meth:`expect`: ``out[a, s] = E[v(s') | s, a]``, ``(A, S)``."""
+        return (self._P_as @ v).reshape(self.A, self.S)
+
+    def push_as(self, m: Array) -> Array:
+        """Action-major :meth:`push_mass`: where an ``(A, S)`` table of mass lands."""
+        return self._PT_as @ m.ravel()
 
     def dense(self) -> Array:
         """``(S, A, S)`` dense kernel, for tests and tiny games only."""
@@ -100,6 +139,86 @@ class SparseMoves:
         for k in range(self.K):
             np.add.at(P, (s, a, self.next_state[:, :, k]), self.prob[:, :, k])
         return P
+
+
+class NoisyMoves(SparseMoves):
+    """Each action has one target; with probability ``noise`` the move is replaced by one
+    of the state's ``A`` targets drawn uniformly (the same draw whatever the action).
+
+    .. math::
+
+        P(s' | s, a) = (1 - p)\\,[s' = g(s, a)] + \\frac{p}{A} \\sum_k [s' = g(s, k)]
+
+    The noise term does not depend on ``a``, so ``expect`` is one gather of ``v`` at the
+    targets plus one shared term per state, and ``push`` one scatter in which each move
+    carries ``1 - p`` of its own mass and ``p / A`` of its state's: about ``2 S A``
+    operations instead of the ``S A^2`` of the general ``(S, A, K)`` kernel it equals
+    (kept for :meth:`dense`, sampling and tests).
+
+    Parameters
+    ----------
+    targets
+        ``(S, A)`` integer target ``g(s, a)`` of each move.
+    noise
+        ``p`` in ``[0, 1]``.
+    """
+
+    def __init__(self, targets: Array, noise: float) -> None:
+        targets = np.ascontiguousarray(targets, dtype=np.int64)
+        S, A = targets.shape
+        if noise == 0:
+            super().__init__(targets[:, :, None], np.ones((S, A, 1)))
+        else:
+            nxt = np.broadcast_to(targets[:, None, :], (S, A, A))
+            prob = np.full((S, A, A), noise / A) + (1 - noise) * np.eye(A)[None]
+            super().__init__(nxt.copy(), prob)
+        self.targets = targets
+        self.noise = float(noise)
+        self._flat = targets.ravel()
+        self._targets_as = np.ascontiguousarray(targets.T)  # (A, S)
+        self._flat_as = self._targets_as.ravel()
+
+    def expect(self, v: Array) -> Array:
+        out = np.take(v, self.targets, axis=0)  # (S, A) or (S, A, k)
+        if self.noise == 0:
+            return out
+        # the noise term does not depend on the action: one mean over the row's targets
+        shared = np.tensordot(out, np.full(self.A, self.noise / self.A), axes=([1], [0]))
+        out *= 1.0 - self.noise
+        out += shared[:, None]
+        return out
+
+    def push_mass(self, m: Array) -> Array:
+        if self.noise == 0:
+            return np.bincount(self._flat, weights=m.ravel(), minlength=self.S)
+        # one scatter: each move carries 1 - p of its own mass and p / A of its state's
+        w = m * (1.0 - self.noise)
+        w += (m @ np.full(self.A, self.noise / self.A))[:, None]
+        return np.bincount(self._flat, weights=w.ravel(), minlength=self.S)
+
+    def push(self, mu: Array, pi_t: Array) -> Array:
+        return self.push_mass(mu[:, None] * pi_t)
+
+    def expect_as(self, v: Array) -> Array:
+        out = np.take(v, self._targets_as)  # (A, S): v at each move's target
+        if self.noise == 0:
+            return out
+        shared = out.sum(axis=0)  # the noise term, the same for every action
+        shared *= self.noise / self.A
+        out *= 1.0 - self.noise
+        out += shared
+        return out
+
+    def push_as(self, m: Array) -> Array:
+        if self.noise == 0:
+            return np.bincount(self._flat_as, weights=m.ravel(), minlength=self.S)
+        # one scatter: each move carries 1 - p of its own mass and p / A of its state's
+        w = m * (1.0 - self.noise)
+        w += m.sum(axis=0) * (self.noise / self.A)
+        return np.bincount(self._flat_as, weights=w.ravel(), minlength=self.S)
+        moved *= 1.0 - self.noise
+        moved += self.noise * (self._spread_T @ m.sum(axis=0))
+        return moved
 
 
 class Game(Protocol):

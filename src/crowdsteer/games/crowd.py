@@ -28,7 +28,7 @@ from pydantic import Field, field_validator, model_validator
 from crowdsteer import guards
 from crowdsteer.config_base import Strict, check_values, load_npy
 from crowdsteer.errors import ConfigError
-from crowdsteer.games.base import AnyMove, SparseMoves, Transition, games
+from crowdsteer.games.base import AnyMove, NoisyMoves, Transition, games
 
 Array = np.ndarray
 LOG_FLOOR = 1e-12  # mu below this is treated as this in log(mu): a finite, very large pull
@@ -143,8 +143,12 @@ def grid_field(spec: FieldSpec, T: int, height: int, width: int, field_name: str
     return check_values(out, field_name + ".bumps")
 
 
-def local_moves(height: int, width: int, noise: float) -> SparseMoves:
-    """Stay, up, down, left, right; off-grid moves stay put; noise mixes in a uniform move."""
+def local_moves(height: int, width: int, noise: float) -> NoisyMoves:
+    """Stay, up, down, left, right; off-grid moves stay put; noise mixes in a uniform move.
+
+    Successor ``k`` is the outcome of move ``k``: the intended move ``a`` lands where it
+    aims with probability ``1 - p + p/5``, every other move's target gets ``p/5``.
+    """
     S = height * width
     rows, cols = np.divmod(np.arange(S), width)
     di = np.array([0, -1, 1, 0, 0])
@@ -153,12 +157,7 @@ def local_moves(height: int, width: int, noise: float) -> SparseMoves:
     nj = cols[:, None] + dj[None, :]
     inside = (ni >= 0) & (ni < height) & (nj >= 0) & (nj < width)
     target = np.where(inside, ni * width + nj, np.arange(S)[:, None])  # (S, 5)
-    if noise == 0:
-        return SparseMoves(target[:, :, None], np.ones((S, 5, 1)))
-    # successor k is the outcome of move k; intended move a gets 1 - p + p/5, others p/5.
-    next_state = np.broadcast_to(target[:, None, :], (S, 5, 5))
-    prob = np.full((S, 5, 5), noise / 5) + (1 - noise) * np.eye(5)[None]
-    return SparseMoves(next_state.copy(), prob)
+    return NoisyMoves(target, noise)
 
 
 @dataclass(frozen=True, eq=False)
@@ -185,6 +184,9 @@ class CrowdGame:
     allowed: Array | None = None
     _kr: Array = field(init=False, repr=False)
     _kc: Array = field(init=False, repr=False)
+    concave_potential = True
+    """The potential is concave in ``mu`` (``-c mu log mu``, or ``-c mu' K mu / 2`` with the
+    positive semi-definite Gaussian kernel): its maximisers are the equilibria."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_kr", _kernel_1d(self.height, self.radius))
@@ -212,6 +214,13 @@ class CrowdGame:
             return self.d[t] - self.c * np.log(np.maximum(mu_t, LOG_FLOOR))
         return self.d[t] - self.c * self.crowding(mu_t)
 
+    def reward_jvp(self, t: int, mu_t: Array, dmu_t: Array) -> Array:
+        """Derivative of :meth:`reward` in ``mu_t`` along ``dmu_t``, ``(S,)``: ``-c dmu / mu``
+        (0 below the log floor, where the reward is flat) or ``-c K dmu``."""
+        if self.kind == "log":
+            return np.where(mu_t > LOG_FLOOR, -self.c * dmu_t / np.maximum(mu_t, LOG_FLOOR), 0.0)
+        return -self.c * self.crowding(dmu_t)
+
     def potential(self, t: int, mu_t: Array) -> float:
         """Population potential of step ``t``: its gradient in ``mu`` is the landing reward
         (up to a constant over the simplex)."""
@@ -227,7 +236,7 @@ class CrowdGame:
 
 def _kernel_1d(n: int, radius: float) -> Array:
     x = np.arange(n, dtype=float)
-    if radius == 0:
+    if radius * radius < 1e-300:  # 0, or so small that 2 r^2 underflows: only one's own cell
         return np.eye(n)
     return np.exp(-((x[:, None] - x[None, :]) ** 2) / (2 * radius**2))
 

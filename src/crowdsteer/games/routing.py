@@ -192,6 +192,8 @@ class RoutingGame:
     """Action ``p`` lands in state ``K + p`` from any state."""
     allowed: Array = field(init=False, repr=False)
     """``(S, A)``: origin ``k`` may take pair ``k``'s paths; path state ``K + p`` only ``p``."""
+    concave_potential = True
+    """Minus Beckmann's potential is concave in the path flows (latencies non-decreasing)."""
 
     @property
     def K(self) -> int:

@@ -48,6 +48,15 @@ class Solution:
         (from the agents' experience, not the model; ``None`` for the exact solver, whose
         ``exploitability`` is computed with the model throughout). Shown next to the
         certificate ``exploitability`` so that the two can be compared.
+    dual
+        ``(T, S, A)``: the exact solver's mirror-descent state ``y`` (``pi = softmax(y)``),
+        which a warm start from this solution resumes; ``None`` for other methods.
+    stage_temperature
+        The exact solver's ``newton`` method: the regularisation its temperature path had
+        reached (a warm start resumes near it); ``None`` for other methods.
+    inner_steps
+        Work inside the iterations that ``iterations`` does not count: the ``newton``
+        method's conjugate-gradient steps (one tangent and one adjoint pass each); 0 else.
     """
 
     pi: Array
@@ -60,14 +69,21 @@ class Solution:
     agents: int = 0
     history: Array = field(default_factory=lambda: np.zeros(0))
     estimate: float | None = None
+    dual: Array | None = None
+    stage_temperature: float | None = None
+    inner_steps: int = 0
 
 
 class Learner(Protocol):
     """A way the agents reach an equilibrium of a (modified) game."""
 
     def solve(self, game: Game, theta: ThetaLike = None, rng: np.random.Generator | None = None,
-              progress: Progress | None = None) -> Solution:
-        """Learn until equilibrium (or ``max_iterations``); return what was reached."""
+              progress: Progress | None = None, init: Solution | None = None) -> Solution:
+        """Learn until equilibrium (or ``max_iterations``); return what was reached.
+
+        ``init``: an earlier solution of a game of the same shape to start from (a warm
+        start); learners that cannot use one accept and ignore it.
+        """
         ...
 
 

@@ -154,7 +154,9 @@ class SampledFictitiousPlay:
         self.config = config or FictitiousPlayConfig()
 
     def solve(self, game: Game, theta: ThetaLike = None, rng: np.random.Generator | None = None,
-              progress: Progress | None = None) -> Solution:
+              progress: Progress | None = None, init: Solution | None = None) -> Solution:
+        """Learn from scratch; ``init`` (a warm start) is accepted and ignored: the simulated
+        agents' experience, not a policy, is what this learner starts from."""
         start = time.perf_counter()
         cfg = self.config
         rng = np.random.default_rng() if rng is None else rng

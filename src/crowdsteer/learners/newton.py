@@ -1,0 +1,270 @@
+"""The exact solver's ``newton`` method: Newton steps on the game's potential, with the
+temperature followed down to the target (an interior-point path).
+
+A potential game's equilibria maximise its potential over the occupation measures ``m``
+of the agents' policies (Lavigne & Pfeiffer, arXiv 2209.12772, for the continuous
+analogue); with temperature ``tau`` the regularised equilibrium is the unique maximiser
+of
+
+.. math::
+
+    F_\\tau(\\pi) = \\sum_t \\Phi_t(\\mu_t) + \\langle \\Theta, m \\rangle
+        + \\tau \\sum_t \\sum_s \\beta_t(s) H(\\pi_t(s, \\cdot)),
+    \\qquad \\nabla_\\mu \\Phi_t = r_t,
+
+and at ``tau = 0`` every maximiser is an equilibrium. Fictitious play is Frank-Wolfe on
+``F``; online mirror descent a first-order step on it. Both slow to a crawl at small
+``tau``: the equilibrium of a crowd game is massively degenerate (most agents are
+indifferent between several moves, and the mass each move must carry is set by the
+whole population's flow), so the error lives in directions of tiny curvature. This
+method takes second-order steps instead:
+
+1. ``beta, mu`` = forward pass of ``pi``; ``Q`` = soft values at the stage temperature;
+   the gradient in ``pi`` is ``G = beta (Q - tau log pi)`` (policy-gradient theorem).
+2. Newton direction ``z``: conjugate gradients on
+   ``(J^T (-d r/d mu) J + tau beta / pi) z = G`` within each state's simplex, where ``J``
+   maps a policy change to the change of the occupation measure. A product with the
+   matrix costs one tangent (forward) and one adjoint (backward) pass
+   (:class:`~crowdsteer.learners.passes.Passes`); the preconditioner is the diagonal
+   curvature accumulated along each action's expected path.
+3. Step in log-policy space ``log pi + alpha z / pi`` (probabilities stay positive),
+   ``alpha`` by backtracking on ``F_tau`` (the game's ``potential``).
+4. When the step is a full one and the Newton decrement ``G . z`` is small against
+   ``tau``, the stage is centred: ``tau <- tau / 2``, down to the target temperature (or
+   on towards 0 at a target of 0).
+
+Every iteration certifies the current policy with the exploitability at the *target*
+temperature, computed exactly (policy evaluation and best response), and the solve stops
+when it is at most ``tolerance``.
+
+Needs a potential game (``game.potential``) and a modifier that is ``None`` or an array;
+:mod:`crowdsteer.learners.exact` falls back to mirror descent otherwise.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from crowdsteer.learners.base import Progress, Solution
+from crowdsteer.learners.passes import (
+    LOG_MIN, Passes, certified, record, to_action_major, to_state_major,
+)
+
+if TYPE_CHECKING:
+    from crowdsteer.games.base import Game, ThetaLike
+    from crowdsteer.learners.exact import ExactConfig
+
+Array = np.ndarray
+TAU_START = 0.1
+"""First stage temperature (when the target is below it): large enough that the regularised
+problem is well conditioned from the uniform policy, for rewards of order 1."""
+WARM_RESTART = 1e-3
+"""A warm start resumes the temperature path at ``max(4 x`` the stage it had reached ``,
+WARM_RESTART)``: resuming at the tiny stage of a nearby game's solution leaves Newton far
+from that stage's centre (measured: 5x more iterations than a cold start), resuming at
+1e-3 saves about a third of them (tests/test_solver_methods.py, BENCHMARKS.md)."""
+FLOOR = 1e-3
+"""At a target temperature of 0, stage temperatures stop shrinking at ``FLOOR`` times the
+tolerance: the regularised equilibrium's exploitability at 0 is a few times its
+temperature (measured on the crowd games), so lower stages buy nothing."""
+SHRINK = 0.5
+"""Factor by which the stage temperature falls once a stage is centred."""
+CG_ITERATIONS = 100
+"""Cap on conjugate-gradient iterations per Newton direction."""
+CG_TOLERANCE = 1e-2
+"""Relative (preconditioned) residual at which conjugate gradients stop."""
+
+
+def supports(game: Game, theta: ThetaLike) -> bool:
+    """Whether the method applies: a potential game and a modifier independent of ``mu``."""
+    return hasattr(game, "potential") and not callable(theta)
+
+
+def suits(game: Game, theta: ThetaLike) -> bool:
+    """Whether ``auto`` picks the method: it applies and the game declares its potential
+    concave in ``mu`` (``concave_potential = True``), so that Newton steps head for the
+    maximum. The player games' potentials are multilinear in the players' mixed strategies
+    (saddles, not maxima): mirror descent is the safer choice there."""
+    return supports(game, theta) and bool(getattr(game, "concave_potential", False))
+
+
+def reward_jvp(game: Game) -> Callable[[int, Array, Array], Array]:
+    """``(t, mu_t, dmu_t) -> d r_t``: the derivative of the landing reward in ``mu``.
+
+    Games may define ``reward_jvp(t, mu_t, dmu_t)``; otherwise a central finite
+    difference of :meth:`reward` (step ``1e-6`` of ``mu``'s scale).
+    """
+    direct = getattr(game, "reward_jvp", None)
+    if direct is not None:
+        return direct
+
+    def finite_difference(t: int, mu_t: Array, dmu_t: Array) -> Array:
+        size = float(np.max(np.abs(dmu_t)))
+        if size == 0:
+            return np.zeros_like(mu_t)
+        h = 1e-6 * max(float(np.max(np.abs(mu_t))), 1e-3) / size
+        return (game.reward(t, mu_t + h * dmu_t) - game.reward(t, mu_t - h * dmu_t)) / (2 * h)
+
+    return finite_difference
+
+
+class _Problem:
+    """One game at one stage temperature: the merit, the gradient and the Newton matrix."""
+
+    def __init__(self, passes: Passes, game: Game) -> None:
+        self.p = passes
+        self.game = game
+        self.jvp = reward_jvp(game)
+        self.allowed = passes.allowed  # (A, S) or None
+        self.n_allowed = (passes.A if self.allowed is None
+                          else self.allowed.sum(axis=0).astype(float))
+
+    def merit(self, pi: Array, mu: Array, before: Array, tau: float) -> float:
+        """``F_tau(pi)``: potential, modifier payments and ``tau`` times the entropy."""
+        p = self.p
+        total = sum(float(self.game.potential(t, mu[t])) for t in range(p.T))
+        if p.theta is not None:
+            total += float(np.sum(p.theta * pi * before[:, None, :]))
+        if tau > 0:
+            total -= tau * float(np.sum(before[:, None, :] * pi * _safe_log(pi)))
+        return total
+
+    def project(self, v: Array) -> Array:
+        """Onto each state's simplex tangent (sum over allowed actions zero)."""
+        if self.allowed is None:
+            return v - v.mean(axis=1, keepdims=True)
+        v = v * self.allowed
+        return (v - v.sum(axis=1, keepdims=True) / self.n_allowed) * self.allowed
+
+    def curvature(self, mu: Array, dmu: Array) -> Array:
+        """``-(d r / d mu) dmu`` per step, ``(T, S)`` (positive for a concave potential)."""
+        return -np.stack([self.jvp(t, mu[t], dmu[t]) for t in range(self.p.T)])
+
+    def direction(self, pi: Array, G: Array, mu: Array, before: Array,
+                  tau: float) -> tuple[Array, float, int]:
+        """Newton direction ``z`` ``(T, A, S)`` by preconditioned conjugate gradients.
+
+        Returns ``(z, G . z, iterations)``; stops early on negative curvature (a potential
+        that is not concave there), keeping the last ascent direction.
+        """
+        p = self.p
+        b = before[:, None, :]
+        fisher = tau * b / np.maximum(pi, 1e-300)
+        # preconditioner: the curvature one unit of mass meets along each action's expected
+        # path (diagonal of J^T (-dr/dmu) J, ignoring how paths spread) plus the entropy's
+        h = np.abs(self.curvature(mu, np.ones_like(mu)))
+        diag = np.empty_like(pi)
+        ahead = np.zeros(p.S)
+        for t in range(p.T - 1, -1, -1):
+            diag[t] = p.expect(h[t] + ahead)
+            ahead = (pi[t] * diag[t]).sum(axis=0)
+        diag *= b * b
+        diag += fisher
+        inv = 1.0 / np.maximum(diag, 1e-300)
+        if self.allowed is not None:
+            inv *= self.allowed
+        inv_total = np.maximum(inv.sum(axis=1, keepdims=True), 1e-300)
+
+        # Residuals may carry any per-state constant: the preconditioner removes it, and it is
+        # orthogonal to every direction (each sums to zero over a state's actions), so the
+        # products below need no projection.
+        def precondition(r: Array) -> Array:
+            # the diagonal inverse, projected on the simplex tangent in its own metric
+            s = inv * r
+            s -= inv * (s.sum(axis=1, keepdims=True) / inv_total)
+            return s
+
+        def matvec(v: Array) -> Array:
+            dmu, _ = p.tangent(pi, before, v)
+            out = p.adjoint(pi, self.curvature(mu, dmu))
+            out *= b
+            out += fisher * v
+            return out
+
+        z = np.zeros_like(pi)
+        r = G.copy()
+        d = precondition(r)
+        rd = float(np.vdot(r, d))
+        target = CG_TOLERANCE**2 * rd
+        it = 0
+        while it < CG_ITERATIONS and rd > target and rd > 0:
+            it += 1
+            Ad = matvec(d)
+            dAd = float(np.vdot(d, Ad))
+            if dAd <= 0:
+                if it == 1:
+                    z = d  # no curvature information: the preconditioned gradient
+                break
+            step = rd / dAd
+            z += step * d
+            Ad *= step
+            r -= Ad
+            s = precondition(r)
+            rs = float(np.vdot(r, s))
+            d *= rs / rd
+            d += s
+            rd = rs
+        return z, float(np.vdot(G, z)), it
+
+
+def _safe_log(pi: Array) -> Array:
+    return np.log(np.maximum(pi, np.exp(LOG_MIN)))
+
+
+def solve(game: Game, theta: ThetaLike, cfg: ExactConfig, progress: Progress | None,
+          init: Solution | None = None) -> Solution:
+    """Run the method (see the module docstring); ``init`` warm-starts it."""
+    start = time.perf_counter()
+    p = Passes(game, theta)
+    prob = _Problem(p, game)
+    goal = certified(cfg.temperature)
+    floor = FLOOR * cfg.tolerance
+    tau = max(goal, TAU_START)
+    if init is None:
+        pi = p.uniform()
+    else:
+        # keep every allowed action alive: a step can only rescale probabilities
+        pi = 0.999999 * to_action_major(init.pi) + 1e-6 * p.uniform()
+        if init.stage_temperature is not None:
+            tau = max(goal, min(tau, max(4.0 * init.stage_temperature, WARM_RESTART)))
+    history: list[float] = []
+    cg_total = 0
+    mu, before = p.forward(pi)
+    for k in range(1, cfg.max_iterations + 1):
+        R = p.table(mu)
+        Q, V = p.evaluate(pi, R, tau)
+        record(gap := p.certify(pi, R, goal, V if tau == goal else None), k, history, progress)
+        if gap <= cfg.tolerance or k == cfg.max_iterations:
+            break
+        logp = _safe_log(pi)
+        G = prob.project(before[:, None, :] * (Q - tau * logp))
+        z, slope, its = prob.direction(pi, G, mu, before, tau)
+        cg_total += its
+        if slope <= 0:  # rounding at the optimum of this stage: go down a stage
+            tau = _next_stage(tau, goal, floor)
+            continue
+        dy = z / np.maximum(pi, 1e-300)
+        F0 = prob.merit(pi, mu, before, tau)
+        slack = 1e-12 * (abs(F0) + 1.0)
+        alpha = 1.0
+        for _ in range(40):
+            trial = p.softmax(logp + alpha * dy)
+            mu_t, before_t = p.forward(trial)
+            if slope < slack or prob.merit(trial, mu_t, before_t, tau) >= (
+                    F0 + 1e-4 * alpha * slope - slack):
+                break
+            alpha *= 0.5
+        pi, mu, before = trial, mu_t, before_t
+        if tau > goal and (slope < 0.01 * tau or (alpha == 1.0 and slope < 0.1 * tau)):
+            tau = _next_stage(tau, goal, floor)
+    return Solution(to_state_major(pi), mu, gap, k, time.perf_counter() - start,
+                    gap <= cfg.tolerance, history=np.asarray(history),
+                    stage_temperature=tau, inner_steps=cg_total)
+
+
+def _next_stage(tau: float, goal: float, floor: float) -> float:
+    return max(tau * SHRINK, goal if goal > 0 else floor)
