@@ -25,7 +25,6 @@ common.pin_threads()
 
 import time  # noqa: E402
 
-import numpy as np  # noqa: E402
 
 from crowdsteer.equilibrium import exploitability  # noqa: E402
 from crowdsteer.games.crowd import CrowdConfig, build  # noqa: E402

@@ -7,7 +7,6 @@ Run through ``benchmarks/run.py --only metaagent`` (``--quick`` for a smoke run)
 from __future__ import annotations
 
 import csv
-import os
 import tempfile
 import time
 from pathlib import Path

@@ -237,4 +237,6 @@ def test_a_killed_gradient_run_resumes_to_the_same_evaluations(tmp_path, monkeyp
         assert resumed == whole
     else:
         J = [float(r["J"]) for r in whole]
-        assert [float(r["J"]) for r in resumed] == pytest.approx(J, rel=1e-4)
+        # each solve stops at exploitability 1e-8, so the mean field is known to ~1e-4 and
+        # J to ~1e-4 relative; warm and cold starts may differ by that much
+        assert [float(r["J"]) for r in resumed] == pytest.approx(J, rel=1e-3)

@@ -187,10 +187,13 @@ def test_kl_to_a_target_share_of_cooperators(tmp_path):
     np.save(tmp_path / "target.npy", target)
     result = crowdsteer.run({
         "seed": 0, "game": {"name": "matrix", "preset": "prisoners_dilemma"},
-        "learner": {"name": "exact", "tolerance": 1e-10},
+        "learner": {"name": "exact", "tolerance": 1e-8},
         "modifier": {"name": "transfers", "bounds": [0, 3], "budget_balanced": True},
         "objective": {"name": "kl", "target": {"file": str(tmp_path / "target.npy")}},
-        "optimiser": {"name": "bo", "evaluations": 14, "initial": 4}})
+        # one weight and a narrow valley between two plateaus (t < 1 all defect, t > 2 all
+        # cooperate): the global GP's expected improvement finds it, a local search that
+        # starts on a plateau needs more evaluations
+        "optimiser": {"name": "gp", "evaluations": 14, "initial": 4}})
     assert result.baseline.kl > 1.0          # all defect: KL(D || target) = log 10 = 2.3
     assert result.best.kl < 1e-3
     assert result.best.w[0] == pytest.approx(1.9, abs=0.05)
