@@ -8,6 +8,8 @@ computed independently of the optimisers:
   of ``w`` alone (SciPy L-BFGS-B from 20 starts, no equilibrium solver involved); with the
   tabular family the ideal field ``(c + tau) log M - d`` lies in the box and ``J* = 0``;
 * a planted target (the equilibrium under a hidden ``w*`` of the same family): ``J* = 0``;
+* tabular, one shot, kernel congestion: the target is itself the equilibrium under
+  ``w* = tau log M - d + c K M``, inside the box, so ``J* = 0``;
 * welfare, one shot, any moves: the social optimum ``max_mu d.mu - c mu'K mu`` over the
   simplex (SciPy SLSQP), an upper bound the family may not reach; the table reports the
   fraction of the gap between the agents left alone and that optimum;
@@ -81,6 +83,9 @@ TASKS: dict[str, dict] = {
     "one-shot KL, log, 144 weights (tabular)": {
         "game": LOG12, "learner": exact(0.1), "objective": TARGET12,
         "modifier": {"name": "tabular", "bounds": [-10, 10]}, "reference": "closed form"},
+    "one-shot KL, kernel, 144 weights (tabular; issue 9)": {
+        "game": KERNEL12, "learner": exact(0.1), "objective": TARGET12,
+        "modifier": {"name": "tabular", "bounds": [-5, 5]}, "reference": "ideal field"},
     "dynamic KL, T = 3, 18 weights": {
         "game": DYNAMIC, "learner": exact(0.1), "objective": DYNAMIC_TARGET,
         "modifier": {"name": "power_series", "order": 2, "per_step": True, "bounds": [-3, 3]},
@@ -164,6 +169,26 @@ def closed_form_reference(task: dict) -> float:
                for x0 in starts)
 
 
+def ideal_field(task: dict) -> float:
+    """One shot, any moves, tabular: the target itself is the equilibrium under
+    ``w* = tau log M - d + c K M`` (kernel congestion; the soft-max condition), so ``J* = 0``
+    when ``w*`` (shifted by a constant) fits in the box; returns that ``J*``."""
+    import numpy as np
+
+    from crowdsteer import load_config
+    from crowdsteer.metaagent import setup
+
+    s = setup(load_config({"game": task["game"], "learner": task["learner"],
+                           "modifier": task["modifier"], "objective": task["objective"]}))
+    M, d, g = s.objective.target[0], s.game.d[0], s.game
+    w = s.tau * np.log(M) - d + g.c * g.crowding(M)
+    w -= 0.5 * (w.max() + w.min())
+    lo, hi = s.config["modifier"].bounds
+    if w.min() < lo or w.max() > hi:
+        raise ValueError("the ideal field does not fit in the box")
+    return 0.0
+
+
 def social_optimum(task: dict) -> float:
     """max over the simplex of d.mu - c mu'K mu (one shot, any moves), SciPy SLSQP."""
     import numpy as np
@@ -185,6 +210,8 @@ def reference(task: dict, base: Path) -> tuple[float, str]:
     kind = task["reference"]
     if kind == "closed form":
         return closed_form_reference(task), "closed form, L-BFGS-B from 20 starts"
+    if kind == "ideal field":
+        return ideal_field(task), "closed form: the target is the equilibrium of a w in the box"
     if kind == "planted":
         return 0.0, "planted: the target is the equilibrium under a hidden w*"
     if kind == "social optimum":
