@@ -7,9 +7,10 @@ Each case in a fresh worker process (``python benchmarks/convergence.py
   ``any`` and ``local`` moves, noise 0 / 0.1 / 0.3, kernel and log congestion of strength
   0.1 to 10, temperatures 0 / 1e-3 / 0.1 / 1 and stiff cases (log congestion of strength
   10 with mirror-descent step 5). Tolerance 1e-4 at ``tau = 0``, 1e-8 at ``tau > 0``.
-  Every game is solved by the default (``method: auto``) and by ``omd``, the default
-  before issue 10, each to the tolerance or a time cap; the default's certificate is
-  recomputed by the public ``exploitability`` at the returned policy;
+  Every game is solved by ``newton`` and by ``omd`` (the default before issue 10), each
+  to the tolerance or a time cap; the row says which one the default (``method: auto``)
+  picks and whether it got there, its certificate recomputed by the public
+  ``exploitability`` at the returned policy;
 * the issue's game (100x100, T = 10, local, noise 0.1, moving bump, log congestion 0.5)
   at ``tau = 0`` is row ``c20``, with its own paragraph;
 * scale: 300x300, T = 10, ``tau = 0.05``: time to 1e-4 and the process's peak RSS.
@@ -112,19 +113,21 @@ def timed_solve(game, method: str, tau: float, tol: float, cap_s: float,
     cfg = ExactConfig(method=method, temperature=tau, tolerance=tol, max_iterations=10**6,
                       learning_rate=lr if method == "omd" else None)
     solver = ExactSolver(cfg)
+    default = ExactSolver(ExactConfig(temperature=tau)).method_for(game)
     c0 = time.process_time()
     try:
         sol = solver.solve(game, progress=progress)
     except _Cap:
-        return {"method": solver.method_for(game), "converged": False, "stop": "time cap",
+        return {"method": method, "default": default, "converged": False, "stop": "time cap",
                 "iterations": state["k"], "seconds": time.perf_counter() - start,
                 "cpu": time.process_time() - c0, "exploitability": state["gap"]}
-    out = {"method": solver.method_for(game), "converged": sol.converged, "stop": "converged",
+    out = {"method": method, "default": default, "converged": sol.converged, "stop": "converged",
            "iterations": sol.iterations, "inner_steps": sol.inner_steps,
            "seconds": sol.seconds, "cpu": time.process_time() - c0,
            "exploitability": sol.exploitability}
     # the certificate again, by the public function at the returned policy
     out["recheck"] = exploitability(game, sol.pi, tau)
+    out["recheck_ok"] = out["recheck"] <= tol
     return out
 
 
@@ -145,10 +148,10 @@ def run_case(c: dict) -> dict:
 def plan(quick: bool) -> list[dict]:
     if quick:
         picks = ("c01", "c04", "c06", "c07", "c11")
-        return [c | {"methods": [("auto", 30.0), ("omd", 10.0)]} for c in SUITE
+        return [c | {"methods": [("newton", 30.0), ("omd", 10.0)]} for c in SUITE
                 if c["id"] in picks]
-    suite = [c | {"methods": [("auto", 1200.0), ("omd", 60.0)]} for c in SUITE]
-    scale = SCALE | {"methods": [("auto", 1200.0)]}
+    suite = [c | {"methods": [("newton", 300.0), ("omd", 300.0)]} for c in SUITE]
+    scale = SCALE | {"methods": [("auto", 600.0)]}
     return suite + [scale]
 
 
@@ -164,9 +167,9 @@ def _run(c: dict) -> dict:
 def run_suite(opts) -> str:
     started, info = time.perf_counter(), common.machine_info()
     results = [(c, _run(c)) for c in plan(opts.quick)]
-    note = ("one solve per method and game, each to the tolerance or a wall-clock cap (default "
-            "1200 s, omd 60 s); seconds are wall time of the solve (CPU seconds of the process "
-            "in the headline paragraphs)")
+    note = ("one solve per method and game, each to the tolerance or a wall-clock cap of 300 s "
+            "(the 300x300 case: 600 s); seconds are wall time of the solve (CPU seconds of the "
+            "process in the headline paragraphs)")
     return render(results, opts.command, info, started, note, opts.quick)
 
 
@@ -191,12 +194,14 @@ def render(results, command: str, info: dict, started: float, note: str, quick: 
              "Crowd games built by `benchmarks/convergence.py:make_game` (moving bump: the "
              "issue's bump path (20,20) ... (80,80) scaled to the grid, height 1, width 10 "
              "scaled; two bumps: the solver suite's). Tolerance 1e-4 at tau = 0, 1e-8 at "
-             "tau > 0. `default` is `ExactConfig(method='auto')` (here always `newton`: crowd "
-             "games have a concave potential); `omd` the default before issue 10 (stiff cases: "
-             "`learning_rate = 5`). An iteration of `newton` is one Newton step: a forward pass, "
+             "tau > 0. Both methods run on every game; `omd` was the default before issue 10 "
+             "(stiff cases: `learning_rate = 5`); the default now (`method: auto`) picks "
+             "`newton` at 0 < tau < 1 on these games (a concave potential) and `omd` "
+             "otherwise, and its row reports whether its pick reached the tolerance. An "
+             "iteration of `newton` is one Newton step: a forward pass, "
              "two or three backward passes and the line search, plus the conjugate-gradient "
              "steps (`CG`, one tangent and one adjoint pass each) counted beside it; an `omd` "
-             "iteration is a forward and two backward passes. `recheck`: the default's "
+             "iteration is a forward and two backward passes. `recheck`: the pick's "
              "exploitability recomputed by `crowdsteer.equilibrium.exploitability` at the "
              "returned policy.",
              "",
@@ -207,20 +212,22 @@ def render(results, command: str, info: dict, started: float, note: str, quick: 
         if c["id"] == "s300":
             continue
         runs = {r["method"]: r for r in res["runs"]}
-        auto = res["runs"][0]
-        omd = runs.get("omd") if auto["method"] != "omd" else res["runs"][1]
-        ok = auto["converged"] and auto.get("recheck", 1.0) <= c["tol"]
+        new, omd = runs["newton"], runs["omd"]
+        pick = runs[new["default"]]
+        ok = pick["converged"] and pick.get("recheck_ok", False)
         all_ok &= ok
-        speed = (common.fmt_ratio(omd["seconds"] / auto["seconds"]) if omd["converged"]
-                 else f"> {common.fmt_ratio(omd['seconds'] / auto['seconds'])}")
+        ratio = (common.fmt_ratio(omd["seconds"] / new["seconds"])
+                 + ("" if omd["converged"] else " (omd capped)"))
         rows.append([c["id"], describe(c["game"]) + (f" ({c['label']})" if c["label"] else ""),
-                     f"{c['tau']:g}", f"{c['tol']:g}", _cell(auto),
-                     fmt_sci(auto.get("recheck")), _cell(omd), speed])
+                     f"{c['tau']:g}", f"{c['tol']:g}", _cell(new), _cell(omd), ratio,
+                     f"{new['default']}: " + ("yes" if ok else "**no**")
+                     + f" (recheck {fmt_sci(pick.get('recheck'))})"])
     parts.append(common.md_table(
-        ["id", "game", "tau", "tolerance", "default (newton): iterations, time",
-         "recheck", "omd: iterations, time", "omd time / default time"], rows))
+        ["id", "game", "tau", "tolerance", "newton: iterations + CG steps, time",
+         "omd: iterations, time", "omd time / newton time",
+         "default (`auto`) picks: reached, recheck"], rows))
     parts += ["", f"All {len(rows)} configurations reach the tolerance with the default: "
-              f"**{'yes' if all_ok else 'no'}**."]
+              f"**{'yes' if all_ok else 'no'}** (within the 300 s cap)."]
     for c, res in results:
         if c["id"] in HEADLINE:
             parts += ["", f"### {HEADLINE[c['id']]}", "", headline(c, res)]
@@ -228,23 +235,26 @@ def render(results, command: str, info: dict, started: float, note: str, quick: 
 
 
 HEADLINE = {"c20": "The issue's game at temperature 0 (row c20)", "s300": "Scale: 300x300"}
+"""Paragraphs under the table: the issue's two targets."""
 
 
 def headline(c: dict, res: dict) -> str:
-    """The issue's game (repeated solves) or the 300x300 case, against their targets."""
-    runs = res["runs"]
-    r0 = runs[0]
-    reached = (f"**{common.fmt_time(r0['seconds'])}** (CPU {common.fmt_time(r0['cpu'])})"
-               if r0["converged"] else _cell(r0))
-    text = (f"{describe(c['game'])}, tau = {c['tau']:g}, tolerance {c['tol']:g}, default: "
-            f"{reached}, {r0['iterations']} Newton iterations + {r0.get('inner_steps', 0)} CG "
-            f"steps, exploitability {r0['exploitability']:.2e} (recheck "
-            f"{fmt_sci(r0.get('recheck'))}); peak RSS of the fresh process "
-            f"{common.fmt_mib(res['peak_rss_mib'])} MiB (after imports and the game: "
-            f"{common.fmt_mib(res['rss_base_mib'])} MiB).")
+    """The issue's game (both methods) or the 300x300 case, against their targets."""
+    lines = []
+    for r in res["runs"]:
+        reached = (f"**{common.fmt_time(r['seconds'])}** (CPU {common.fmt_time(r['cpu'])}), "
+                   f"{r['iterations']} iterations"
+                   + (f" + {r['inner_steps']} CG steps" if r.get("inner_steps") else "")
+                   + f", exploitability {r['exploitability']:.2e} (recheck "
+                   f"{fmt_sci(r.get('recheck'))})" if r["converged"] else _cell(r))
+        lines.append(f"`{r['method']}`{' (the default)' if r['method'] == r['default'] else ''}"
+                     f": {reached}")
     target = ("Target: 1e-4 within 10 s." if c["id"] == "c20"
               else "Targets: 1e-4 within 60 s, peak memory under 3 GB.")
-    return f"{text} {target}"
+    return (f"{describe(c['game'])}, tau = {c['tau']:g}, tolerance {c['tol']:g}: "
+            + "; ".join(lines) + f". Peak RSS of the fresh process "
+            f"{common.fmt_mib(res['peak_rss_mib'])} MiB (after imports and the game: "
+            f"{common.fmt_mib(res['rss_base_mib'])} MiB). {target}")
 
 
 def fmt_sci(x):
