@@ -61,6 +61,20 @@ HONESTY = (  # (learner, game, temperature): the issue's cases and the paper's g
     ("independent", {"id": "dynamic.yaml, kernel", "example": "dynamic", "kind": "kernel"}, 0.0),
 )
 OLD_PATIENCE = 5  # the estimate-based rule before: estimate <= tolerance 5 rounds in a row
+BEFORE = {  # the same cases run on commit f74072d (before issue 12's stopping rules):
+    # rounds, whether it said converged, its (certified) exploitability. A historical
+    # measurement, kept for comparison: PYTHONPATH=<f74072d>/src with this file's cases.
+    ("fictitious_play", "5x5 T1 any log"): (1612, True, 0.0694),
+    ("fictitious_play", "5x5 T1 any kernel"): (119, True, 0.00556),
+    ("fictitious_play", "oneshot.yaml"): (118, True, 0.0436),
+    ("fictitious_play", "dynamic.yaml"): (26, True, 0.0526),
+    ("independent", "3x3 T1 any log"): (2000, False, 0.069),
+    ("independent", "3x3 T1 any kernel"): (247, True, 0.0),
+    ("independent", "5x5 T1 any log"): (2000, False, 0.226),
+    ("independent", "5x5 T1 any kernel"): (2000, False, 0.00792),
+    ("independent", "dynamic.yaml, log"): (2000, False, 0.591),
+    ("independent", "dynamic.yaml, kernel"): (2000, False, 0.0374),
+}
 
 
 def honesty_game(spec: dict):
@@ -250,6 +264,7 @@ def render_honesty(rows) -> str:
     table = []
     for case, r in rows:
         old = r.get("old_stop")
+        before = BEFORE.get((case["learner"], case["game"]["id"]))
         table.append([
             case["learner"], case["game"]["id"], f"{case['tau']:g}",
             f"{r['S']} x {r['A']} x {r['T']}", f"{r['tolerance']:.3g}", r["iterations"],
@@ -258,6 +273,8 @@ def render_honesty(rows) -> str:
             f"{r['last_change']:.3g}" if case["learner"] == "independent" else "-",
             "-" if old is None else f"{old['iterations']}: estimate {old['estimate']:.3g}, "
                                     f"certified {old['exploitability']:.3g}",
+            "-" if before is None else f"{before[0]}, {'yes' if before[1] else 'no'}, "
+                                       f"{before[2]:.3g}",
             f"{r['seconds']:.1f}"])
     return "\n".join([
         "", "### Stopping: do the learners stop where they say?", "",
@@ -270,11 +287,13 @@ def render_honesty(rows) -> str:
         "change (estimate at most the tolerance 5 rounds in a row) would have stopped and "
         "the certificate of its policy there; for independent, *policy change* is the last "
         "round's agent-weighted TV between consecutive population policies (the rule before "
-        "stopped when it fell to 1e-3).", "",
+        "stopped when it fell to 1e-3). *before* is the same case on commit f74072d "
+        "(before these stopping rules; a historical measurement, not re-run): rounds, "
+        "whether it said it converged, and its certified exploitability.", "",
         common.md_table(["learner", "game", "tau", "S x A x T", "tolerance", "rounds",
                          "converged", "certified", "estimate", "certified / estimate",
                          "policy change", "estimate rule: round, estimate, certified",
-                         "seconds"], table),
+                         "before (f74072d): rounds, converged, certified", "seconds"], table),
         ""])
 
 

@@ -106,7 +106,7 @@ def test_a_malformed_net_file_names_file_and_line(tmp_path, line, problem):
 
 def test_unknown_node_in_trips_and_a_disconnected_pair_are_refused(tmp_path):
     links = [(1, 2, 1, 1, 0.15, 4), (2, 1, 1, 1, 0.15, 4), (1, 3, 1, 1, 0.15, 4)]
-    net = write_net(tmp_path / "t_net.tntp", links, 3, 3)
+    write_net(tmp_path / "t_net.tntp", links, 3, 3)
     trips = write_trips(tmp_path / "t_trips.tntp", 3, {1: {2: 1.0, 7: 2.0}})
     with pytest.raises(ConfigError) as info:
         read_trips(trips, 3)

@@ -293,8 +293,8 @@ def run(
         from crowdsteer.optimisers import OptimiserConfig
 
         opt = cfg["optimiser"] or OptimiserConfig()
-        def bar_log(message: str) -> None:
-            console.print(message, markup=False, highlight=False)
+        def bar_log(message: str) -> None:  # what the run decides: stdout, like the results
+            typer.echo(message)
 
         with progress_bar("meta-agent", 1 + opt.evaluations, "best J") as bar:
             result = metaagent.run(cfg, out, resume=resume, force=force, log=bar_log,

@@ -263,7 +263,7 @@ def check_w(w: Any, n_params: int) -> Array:
         raise ConfigError("w", f"expected {n_params} numbers (the modifier's n_params), got "
                           f"shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
-        raise ConfigError("w", f"contains NaN or infinite values; allowed: finite numbers")
+        raise ConfigError("w", "contains NaN or infinite values; allowed: finite numbers")
     return arr
 
 

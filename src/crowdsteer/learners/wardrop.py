@@ -349,11 +349,9 @@ def gradient_projection(game: NetworkGame, toll: Array | None = None,
     step that minimises the potential on that direction.
     """
     start = time.perf_counter()
-    graph, E, Z = game.graph, game.E, game.graph.Z
+    graph, E = game.graph, game.E
     od_rows, od_dest = np.nonzero(graph.od > 0)
     demand = graph.od[od_rows, od_dest]
-    pair_id = np.full(graph.od.shape, -1)
-    pair_id[od_rows, od_dest] = np.arange(od_rows.shape[0])
     K = od_rows.shape[0]
     c, _ = _costs(game, np.zeros(E), toll, system_optimum)
     _, pred = graph.shortest_paths(c)

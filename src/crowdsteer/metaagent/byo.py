@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -80,7 +79,7 @@ def optimise(evaluate: Callable[[Array, int], Any], n_params: int,
     --------
     >>> def evaluate(w, seed):
     ...     return Outcome(objective=float(((w - 0.3) ** 2).sum()))
-    >>> result = optimise(evaluate, 2, bounds=(-1, 1), optimiser={"name": "cmaes",
+    >>> result = optimise(evaluate, 2, bounds=(-1, 1), optimiser={"name": "bo",
     ...                   "evaluations": 30, "initial": 2})
     >>> result.best.objective < 0.01 < result.baseline.objective
     True

@@ -1,14 +1,21 @@
 """The meta-agent's black-box optimisers: Optuna samplers behind one ask/tell study.
 
-``bo`` (default) is Optuna's ``GPSampler``: a Gaussian-process prior (Matern 5/2 with
-automatic relevance determination), noise learned from the data
-(``deterministic_objective=False``) and log expected improvement, i.e. noise-aware
-Bayesian optimisation. ``cmaes`` is CMA-ES, ``tpe`` the tree-structured Parzen
-estimator, ``random`` uniform sampling in the box.
+``bo`` (default) is a trust-region search (:mod:`~crowdsteer.optimisers.trust_region`):
+local COBYQA runs from the best point so far, starting with a small box around the
+baseline ``w = 0``, and global Gaussian-process steps (expected improvement over the whole
+box) when a run has converged or found its neighbourhood flat. It reaches the issue-9
+targets on 15 weights (BENCHMARKS.md, "Black-box optimisers"); the global GP alone, which
+spends a high-dimensional budget far from the baseline, is ``gp`` (Optuna's
+``GPSampler``: Matern 5/2 with automatic relevance determination, noise learned from the
+data, log expected improvement). ``cmaes`` is CMA-ES from ``x0`` with step ``radius``
+(:mod:`~crowdsteer.optimisers.cma`), ``tpe`` the tree-structured Parzen estimator,
+``random`` uniform sampling in the box.
 
-A fresh sampler, seeded from the run's seed and the trial number, is made for every
-ask: the samplers keep their state in the study itself (CMA-ES in trial system
-attributes), so a resumed run asks exactly what an uninterrupted one would.
+A fresh sampler, seeded from the run's seed and the evaluation's index, is made for every
+ask. No sampler keeps state outside the study: Optuna's keep theirs in it, ``bo`` and
+``cmaes`` derive theirs from the study's finished trials by replaying their (deterministic)
+algorithm (:mod:`~crowdsteer.optimisers.replay`, cached between asks), so a resumed run asks
+exactly what an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ import optuna
 from pydantic import Field
 
 from crowdsteer.config_base import Strict
+from crowdsteer.optimisers import cma, trust_region
+from crowdsteer.optimisers.replay import ReplaySampler, Search
 from crowdsteer.registry import Registry
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)  # J ties make the GP fit log noise
@@ -31,11 +40,12 @@ Constraints = Callable[[optuna.trial.FrozenTrial], Sequence[float]] | None
 class OptimiserConfig(Strict):
     """The ``optimiser`` section."""
 
-    name: Literal["auto", "gradient", "bo", "cmaes", "tpe", "random"] = "auto"
+    name: Literal["auto", "gradient", "bo", "gp", "cmaes", "tpe", "random"] = "auto"
     """``auto`` (default): ``gradient`` where hypergradients exist (the exact learner at a
     temperature > 0 on a known game, objective kl or welfare), ``bo`` elsewhere;
-    ``gradient``: L-BFGS-B on exact gradients through the equilibrium; ``bo``: GP +
-    noise-aware expected improvement; ``cmaes``; ``tpe``; ``random``."""
+    ``gradient``: L-BFGS-B on exact gradients through the equilibrium; ``bo``: trust-region
+    search (local COBYQA runs from the best point, global GP steps between); ``gp``: global
+    GP + noise-aware expected improvement; ``cmaes``; ``tpe``; ``random``."""
     evaluations: Annotated[int, Field(gt=0)] = 40
     """Evaluations after the baseline (w = 0)."""
     initial: Annotated[int, Field(ge=1)] = 8
@@ -65,40 +75,85 @@ class OptimiserConfig(Strict):
     """Count an evaluation whose inner loop did not converge within ``max_iterations`` as
     failed (recorded with the reason; the optimiser is told it was bad)."""
     constraint: Literal["budget"] | None = None
-    """``budget``: require net transfers <= 0 as an optimiser constraint (bo, tpe)."""
+    """``budget``: require net transfers <= 0 as an optimiser constraint (gp, tpe; ``bo``
+    then runs as ``gp``)."""
+    x0: list[float] | None = None
+    """Where ``bo`` and ``cmaes`` start searching (one value per parameter, inside the
+    bounds); default: ``w = 0``. ``bo`` evaluates it right after the baseline and starts its
+    first local run from the better of the two."""
+    radius: Annotated[float, Field(gt=0)] | None = None
+    """How far from the start the first candidates go, in units of ``w``: the initial
+    trust-region radius of ``bo``'s local runs (default 10% of the bounds' width), CMA-ES's
+    initial step size ``sigma0`` (default 1/6 of the width, Optuna's)."""
 
 
 samplers: Registry[Callable[..., optuna.samplers.BaseSampler]] = Registry("optimiser")
+"""``factory(cfg, seed, index, constraints) -> sampler``: ``seed`` is the run's, ``index`` the
+evaluation the ask is for."""
+
+
+def _index_seed(seed: int, index: int) -> int:
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
 @samplers.register("bo")
-def _bo(cfg: OptimiserConfig, seed: int, constraints: Constraints) -> optuna.samplers.BaseSampler:
-    return optuna.samplers.GPSampler(seed=seed, n_startup_trials=cfg.initial,
+def _bo(cfg: OptimiserConfig, seed: int, index: int,
+        constraints: Constraints) -> optuna.samplers.BaseSampler:
+    if constraints is not None:  # the trust region has no constraint model: the GP has
+        return _gp(cfg, seed, index, constraints)
+
+    def algorithm(s: Search) -> None:
+        radius = 0.1 if cfg.radius is None else cfg.radius / _mean_width(s.width)
+        trust_region.search(s, trust_region.Settings(radius=min(radius, 1.0)))
+
+    return ReplaySampler(algorithm, Search, seed, _index_seed(seed, index), cfg.x0,
+                         key=("bo", cfg.radius), step=cfg.radius, scale=0.1)
+
+
+@samplers.register("gp")
+def _gp(cfg: OptimiserConfig, seed: int, index: int,
+        constraints: Constraints) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.GPSampler(seed=_index_seed(seed, index), n_startup_trials=cfg.initial,
                                      deterministic_objective=False, constraints_func=constraints)
 
 
 @samplers.register("cmaes")
-def _cmaes(cfg: OptimiserConfig, seed: int, constraints: Constraints) -> optuna.samplers.BaseSampler:
-    return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=cfg.initial,
-                                        warn_independent_sampling=False)
+def _cmaes(cfg: OptimiserConfig, seed: int, index: int,
+           constraints: Constraints) -> optuna.samplers.BaseSampler:
+    def algorithm(s: Search) -> None:
+        sigma = 1 / 6 if cfg.radius is None else cfg.radius / _mean_width(s.width)
+        cma.search(s, sigma)
+
+    return ReplaySampler(algorithm, Search, seed, _index_seed(seed, index), cfg.x0,
+                         key=("cmaes", cfg.radius), step=cfg.radius, scale=1 / 6)
 
 
 @samplers.register("tpe")
-def _tpe(cfg: OptimiserConfig, seed: int, constraints: Constraints) -> optuna.samplers.BaseSampler:
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.initial,
+def _tpe(cfg: OptimiserConfig, seed: int, index: int,
+         constraints: Constraints) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.TPESampler(seed=_index_seed(seed, index), n_startup_trials=cfg.initial,
                                       constraints_func=constraints)
 
 
 @samplers.register("random")
-def _random(cfg: OptimiserConfig, seed: int, constraints: Constraints) -> optuna.samplers.BaseSampler:
-    return optuna.samplers.RandomSampler(seed=seed)
+def _random(cfg: OptimiserConfig, seed: int, index: int,
+            constraints: Constraints) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.RandomSampler(seed=_index_seed(seed, index))
+
+
+def _mean_width(width: np.ndarray) -> float:
+    return float(np.exp(np.mean(np.log(np.maximum(width, 1e-300)))))
 
 
 def make_sampler(cfg: OptimiserConfig, seed: int, trial_number: int,
                  constraints: Constraints = None) -> optuna.samplers.BaseSampler:
-    """The sampler for one ask, seeded by ``(seed, trial_number)``."""
-    sub = int(np.random.SeedSequence([seed, trial_number]).generate_state(1)[0])
-    return samplers.get(cfg.name, "optimiser.name")(cfg, sub, constraints)
+    """The sampler for one ask: the run's ``seed`` and the index of the evaluation asked for.
+
+    Samplers that keep state keep it in the study (Optuna's) or derive it from the study's
+    finished trials (``bo``, ``cmaes``), so a resumed run asks what an uninterrupted one
+    would.
+    """
+    return samplers.get(cfg.name, "optimiser.name")(cfg, seed, trial_number, constraints)
 
 
 def param_names(n: int) -> list[str]:
