@@ -3,8 +3,9 @@ CROWDSTEER_TEST_KILL_AT, see crowdsteer/faults.py), then --resume, through the C
 
 The reference is the same run left alone: after every kill and resume, evaluations.csv must
 equal it row for row (every column but the wall-clock ``seconds``), the baseline w = 0
-first. Rounds of ``batch: 2``; with ``bo``, whose GP also looks at the candidates of the
-round still being evaluated, the resumed asks are as demanding as they get.
+first. Rounds of ``batch: 2``; with ``gp``, whose GP also looks at the candidates of the
+round still being evaluated, and ``bo``, which replays its search from the study, the
+resumed asks are as demanding as they get.
 """
 
 import csv
@@ -63,7 +64,7 @@ def with_optimiser(name):
 def reference(tmp_path_factory):
     """The runs left alone (in process: the same code as the CLI's), by optimiser."""
     runs = {}
-    for name in ("tpe", "bo"):
+    for name in ("tpe", "gp", "bo"):
         tmp = tmp_path_factory.mktemp(name)
         cs.run(with_optimiser(name), out=tmp / "run")
         rows = table(tmp / "run")
@@ -102,10 +103,12 @@ def one_line(r):
     ("tpe", ["param:2"]),     # between the parameter writes of trial 1 (baseline pending)
     ("tpe", ["tell:4"]),      # round [2, 3] half recorded
     # between the parameter writes of trial 3 while trial 2 of its round is stored and
-    # pending (the GP sees it), then during that round's evaluation in the resumed run
-    ("bo", ["param:8", "evaluate:1"]),
+    # pending (the GP conditions on it), then during that round's evaluation when resumed
+    ("gp", ["param:8", "evaluate:1"]),
+    # the default bo (a trust-region search replayed from the study): the same mid-ask
+    ("bo", ["param:8"]),
 ], ids=["baseline-evaluation", "parameter-writes", "round-half-recorded",
-        "bo-mid-ask-then-evaluation"])
+        "gp-mid-ask-then-evaluation", "bo-mid-ask"])
 def test_kill_then_resume_matches_the_uninterrupted_run(reference, tmp_path, name, points):
     cfg, rows, _ = reference[name]
     out = tmp_path / "run"

@@ -47,8 +47,8 @@ MANY_WEIGHTS = 200
 """Weights above which every optimiser's asks are slow (storing them one by one)."""
 GP_WEIGHTS = 100
 """Weights above which ``gp`` warns: a Gaussian process needs far more evaluations than
-weights to model J, and fits and optimises in as many dimensions. (``bo`` warns when its
-first local run, ``2 n + 1`` probes, cannot finish within the evaluations.)"""
+weights to model J, and fits and optimises in as many dimensions; and above which ``bo``
+warns when its first local run, ``2 n + 1`` probes, cannot finish within the evaluations."""
 CMA_WEIGHTS = 2000
 """Weights above which ``cmaes`` warns: each generation decomposes a ``d x d`` matrix."""
 
@@ -183,7 +183,7 @@ def check_optimiser(name: str, n_params: int, evaluations: int, in_memory: bool,
              f"more evaluations than weights to model J ({evaluations} asked for), and fits "
              "and optimises in as many dimensions; bo or cmaes handle many weights better",
              ("gp", n_params))
-    if name == "bo" and 2 * n_params + 1 > evaluations:
+    if name == "bo" and n_params > GP_WEIGHTS and 2 * n_params + 1 > evaluations:
         warn(f"optimiser.name: bo with {n_params:,} weights: its local run probes "
              f"2 n + 1 = {2 * n_params + 1:,} points around the start before its first "
              f"model step, more than the {evaluations} evaluations asked for; give more "
