@@ -3,8 +3,9 @@ CROWDSTEER_TEST_KILL_AT, see crowdsteer/faults.py), then --resume, through the C
 
 The reference is the same run left alone: after every kill and resume, evaluations.csv must
 equal it row for row (every column but the wall-clock ``seconds``), the baseline w = 0
-first. Rounds of ``batch: 2``; with ``bo``, whose GP also looks at the candidates of the
-round still being evaluated, the resumed asks are as demanding as they get.
+first. Rounds of ``batch: 2``; with ``gp``, whose GP also looks at the candidates of the
+round still being evaluated, and ``bo``, which replays its search from the study, the
+resumed asks are as demanding as they get.
 """
 
 import csv
@@ -29,8 +30,8 @@ RUN = {
     "objective": {"name": "kl", "target": {"bumps": [{"center": [2, 2], "width": 1.5}]}},
     "optimiser": {"name": "tpe", "evaluations": 5, "initial": 2, "batch": 2},
 }
-# rounds: [baseline, 1], [2, 3], [4, 5]; trial k writes its 3 parameters as the
-# (3k+1)-th to (3k+3)-th parameter writes of an uninterrupted run
+# rounds: [baseline, 1], [2, 3], [4, 5]; the baseline is created with its parameters in one
+# transaction, and trial k >= 1 writes its 3 as the (3k-2)-th to 3k-th parameter writes
 
 
 def environment(kill=None):
@@ -63,7 +64,7 @@ def with_optimiser(name):
 def reference(tmp_path_factory):
     """The runs left alone (in process: the same code as the CLI's), by optimiser."""
     runs = {}
-    for name in ("tpe", "bo"):
+    for name in ("tpe", "gp", "bo"):
         tmp = tmp_path_factory.mktemp(name)
         cs.run(with_optimiser(name), out=tmp / "run")
         rows = table(tmp / "run")
@@ -85,15 +86,29 @@ def resumed(cfg, out, reference_rows, how="--resume"):
     assert table(out)[0]["w_0"] == table(out)[0]["w_2"] == "0.0"  # the baseline first
 
 
+QUICK = {**RUN, "optimiser": {"name": "random", "evaluations": 3}}
+
+
+def one_line(r):
+    """A refusal as a user sees it: exit code 2 and one error line, no traceback (other
+    lines are what the run said before, e.g. which optimiser it uses)."""
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in r.stderr, r.stderr
+    return errors[0]
+
+
 @pytest.mark.parametrize("name, points", [
     ("tpe", ["evaluate:1"]),  # during the baseline's round
-    ("tpe", ["param:2"]),     # between the parameter writes of the baseline (trial 0)
+    ("tpe", ["param:2"]),     # between the parameter writes of trial 1 (baseline pending)
     ("tpe", ["tell:4"]),      # round [2, 3] half recorded
     # between the parameter writes of trial 3 while trial 2 of its round is stored and
-    # pending (the GP sees it), then during that round's evaluation in the resumed run
-    ("bo", ["param:11", "evaluate:1"]),
-], ids=["baseline-evaluation", "baseline-parameter-writes", "round-half-recorded",
-        "bo-mid-ask-then-evaluation"])
+    # pending (the GP conditions on it), then during that round's evaluation when resumed
+    ("gp", ["param:8", "evaluate:1"]),
+    # the default bo (a trust-region search replayed from the study): the same mid-ask
+    ("bo", ["param:8"]),
+], ids=["baseline-evaluation", "parameter-writes", "round-half-recorded",
+        "gp-mid-ask-then-evaluation", "bo-mid-ask"])
 def test_kill_then_resume_matches_the_uninterrupted_run(reference, tmp_path, name, points):
     cfg, rows, _ = reference[name]
     out = tmp_path / "run"
@@ -111,6 +126,13 @@ def test_kill_then_resume_matches_the_uninterrupted_run(reference, tmp_path, nam
     assert [t.user_attrs.get("baseline", False) for t in kept] == [True] + [False] * 5
     assert len(cut_asks) == sum(p.startswith("param") for p in points)
     assert len(after) == 6 + len(cut_asks)
+
+
+def test_resume_on_a_folder_without_a_run_creates_nothing(tmp_path):
+    cfg = write_config(tmp_path, QUICK)
+    line = one_line(crowdsteer("run", cfg, "--out", tmp_path / "new", "--resume"))
+    assert "nothing to resume" in line and "run without --resume" in line
+    assert not (tmp_path / "new").exists()
 
 
 @pytest.mark.parametrize("point, way_out", [("storage", ""), ("study", "--resume")])
@@ -156,8 +178,8 @@ if __name__ == "__main__":
 
 def test_optimise_resumes_the_same_way(tmp_path):
     """crowdsteer.optimise around a user's evaluate: killed between the parameter writes of
-    trial 3 (its round's trial 2 pending), then killed in the next round's evaluation, each
-    time resumed; the evaluations are those of the run left alone."""
+    trial 5 (its round's trial 4 pending), then killed in the resumed run's first round,
+    each time resumed; the evaluations are those of the run left alone."""
     script = tmp_path / "byo.py"
     script.write_text(BYO)
 
@@ -167,26 +189,14 @@ def test_optimise_resumes_the_same_way(tmp_path):
                               timeout=300).returncode
 
     assert call(tmp_path / "full") == 0
-    assert call(tmp_path / "cut", kill="param:8") == -signal.SIGKILL
-    assert call(tmp_path / "cut", "--resume", kill="evaluate:2") == -signal.SIGKILL
+    assert call(tmp_path / "cut", kill="param:9") == -signal.SIGKILL
+    assert call(tmp_path / "cut", "--resume", kill="evaluate:1") == -signal.SIGKILL
     assert call(tmp_path / "cut", "--resume") == 0
     assert table(tmp_path / "cut") == table(tmp_path / "full")
     assert table(tmp_path / "cut")[0]["w_0"] == "0.0"
 
 
 # ----------------------------------------------------------------------------- one run per folder
-
-QUICK = {**RUN, "optimiser": {"name": "random", "evaluations": 3}}
-
-
-def one_line(r):
-    """A refusal as a user sees it: exit code 2 and one error line, no traceback (other
-    lines are what the run said before, e.g. which optimiser it uses)."""
-    assert r.returncode == 2, (r.returncode, r.stderr)
-    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "Traceback" not in r.stderr, r.stderr
-    return errors[0]
-
 
 def test_a_second_run_on_a_locked_folder_names_the_holder(tmp_path):
     from crowdsteer import rundir
@@ -285,6 +295,19 @@ def test_a_shared_storage_holds_one_study_per_run_name(tmp_path):
     cs.run(other, out=tmp_path / "c")
     assert {s.study_name for s in optuna.get_all_study_summaries(url)} == {
         "run", "run-previous", "second"}
+
+
+def test_the_default_storage_spelled_out_is_the_run_folders_own(tmp_path):
+    """optimiser.storage naming DIR/study.db is the default: study `crowdsteer`, kept with
+    the folder by --force."""
+    out = tmp_path / "run"
+    out.mkdir()
+    explicit = {**QUICK, "optimiser": {**QUICK["optimiser"],
+                                       "storage": f"sqlite:///{out / 'study.db'}"}}
+    cs.run(explicit, out=out)
+    assert len(trials(out)) == 4
+    cs.run(explicit, out=out, force=True)
+    assert len(trials(out)) == len(trials(out / "previous")) == 4
 
 
 @pytest.mark.parametrize("damage", ["random", "truncated"])

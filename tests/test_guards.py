@@ -122,11 +122,14 @@ def test_a_million_steps_say_how_long_an_iteration_takes_before_it_starts(tmp_pa
 
 
 def test_many_weights_warn_with_numbers():
+    """400 weights: 400 x 3-25 ms per ask; bo's first local run needs 2 * 400 + 1 probes."""
     with pytest.warns(CrowdsteerWarning) as record:
         guards.check_optimiser("bo", 400, 40, in_memory=False)
     text = [str(w.message) for w in record]
     assert any("modifier: 400 weights" in t and "1.2 s to 10 s per ask" in t for t in text)
-    assert any("bo with 400 weights" in t and "cmaes" in t for t in text)
+    assert any("bo with 400 weights" in t and "2 n + 1 = 801 points" in t for t in text)
+    with pytest.warns(CrowdsteerWarning, match="gp with 101 weights: a Gaussian process"):
+        guards.check_optimiser("gp", 101, 40, in_memory=True)
 
 
 def test_many_weights_warn_through_the_cli(tmp_path):

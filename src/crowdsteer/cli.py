@@ -89,7 +89,8 @@ def progress_bar(label: str, total: int, metric: str) -> Iterator[Callable[[int,
 
 
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Run folder to write.")]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite a folder holding another run.")]
+ForceOpt = Annotated[bool, typer.Option(
+    "--force", help="Replace the run in a folder holding one (it is moved into previous/).")]
 
 
 @app.command()

@@ -46,8 +46,9 @@ with 200 weights (``benchmarks`` machine, load 12); the range is quoted in warni
 MANY_WEIGHTS = 200
 """Weights above which every optimiser's asks are slow (storing them one by one)."""
 GP_WEIGHTS = 100
-"""Weights above which ``bo`` warns: a Gaussian process needs far more evaluations than
-weights to model J, and fits and optimises in as many dimensions."""
+"""Weights above which ``gp`` warns: a Gaussian process needs far more evaluations than
+weights to model J, and fits and optimises in as many dimensions; and above which ``bo``
+warns when its first local run, ``2 n + 1`` probes, cannot finish within the evaluations."""
 CMA_WEIGHTS = 2000
 """Weights above which ``cmaes`` warns: each generation decomposes a ``d x d`` matrix."""
 
@@ -177,11 +178,17 @@ def check_optimiser(name: str, n_params: int, evaluations: int, in_memory: bool,
              f"{duration(lo)} to {duration(hi)} per ask, {duration(lo * (evaluations + 1))} "
              f"to {duration(hi * (evaluations + 1))} for the run; fewer weights (e.g. an rbf "
              "or power_series modifier) make asks faster", ("weights", n_params))
-    if name == "bo" and n_params > GP_WEIGHTS:
-        warn(f"optimiser.name: bo with {n_params:,} weights: a Gaussian process needs many "
+    if name == "gp" and n_params > GP_WEIGHTS:
+        warn(f"optimiser.name: gp with {n_params:,} weights: a Gaussian process needs many "
              f"more evaluations than weights to model J ({evaluations} asked for), and fits "
-             "and optimises in as many dimensions; cmaes handles many weights better",
-             ("bo", n_params))
+             "and optimises in as many dimensions; bo or cmaes handle many weights better",
+             ("gp", n_params))
+    if name == "bo" and n_params > GP_WEIGHTS and 2 * n_params + 1 > evaluations:
+        warn(f"optimiser.name: bo with {n_params:,} weights: its local run probes "
+             f"2 n + 1 = {2 * n_params + 1:,} points around the start before its first "
+             f"model step, more than the {evaluations} evaluations asked for; give more "
+             "evaluations, fewer weights, or use cmaes (or auto, which takes gradient where "
+             "hypergradients exist)", ("bo", n_params))
     if name == "cmaes" and n_params > CMA_WEIGHTS:
         warn(f"optimiser.name: cmaes with {n_params:,} weights: every generation decomposes "
              f"a {n_params:,} x {n_params:,} matrix (about {n_params**3 / 1e9:.3g} GFLOP)",

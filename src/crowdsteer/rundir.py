@@ -32,7 +32,8 @@ MARKERS = ("summary.json", "result.json", "study.db", "evaluations.csv")
 """Files that say a folder holds a run."""
 OUTPUTS = (*MARKERS, "study.db-journal", "study.db-wal", "study.db-shm", "config.yaml",
            "problem.json", "best_mu.npy", "baseline_mu.npy", "best_theta.npy", "target.npy",
-           "mu.npy", "pi.npy", "mu.png", "report.html", "finite_n.json", "finite_n.png")
+           "mu.npy", "pi.npy", "mu.png", "report.html", "finite_n.json", "finite_n.png",
+           "run.log", "network.npz", "map.png", "flows.csv")
 """Every file a run or a solve writes into its folder."""
 LOCK = "run.lock"
 PREVIOUS = "previous"

@@ -65,7 +65,7 @@ def drive(problem: Problem, study: optuna.Study, executor: Executor, out: Path |
     total = 1 + opt.evaluations
     pending = reclaim(study, own)
     if not has_baseline(study):
-        enqueue_baseline(study, n)
+        enqueue_baseline(study, dists)
     try:
         while (done := len(finished(study))) < total:
             end = min((done // opt.batch + 1) * opt.batch, total)  # this round's last + 1

@@ -7,7 +7,8 @@ any outer loop can use them):
 1. a candidate ``w`` is stored whole, in one write, before it is evaluated
    (:func:`ask`): Optuna writes a trial's parameters one by one, so a trial that is
    ``RUNNING`` without the stored ``w`` was killed in the middle of its ask and is
-   discarded, and its ask is repeated with the same seed (:func:`reclaim`);
+   discarded, and its ask is repeated with the same seed (:func:`reclaim`); the baseline
+   is created with its parameters in one transaction (:func:`enqueue_baseline`);
 2. a trial whose ``w`` is stored and whose process died is evaluated again as the *same*
    trial (:func:`reclaim` returns it), so the baseline keeps its mark;
 3. a study with no trial is no run: a run killed while creating it starts again.
@@ -97,8 +98,12 @@ def storage_for(url: str | None, name: str | None, out: Path | None) -> Storage:
             return Storage(None, name or STUDY)
         return Storage(f"sqlite:///{(Path(out) / 'study.db').resolve()}", name or STUDY, own=True)
     check_url(url)
-    default = Path(out).resolve().name if out is not None else STUDY
-    return Storage(url, name or default)
+    folder = None if out is None else Path(out).resolve()
+    shared = Storage(url, name or (folder.name if folder is not None else STUDY))
+    if folder is not None and shared.file is not None and (
+            shared.file.resolve() == folder / "study.db"):
+        return Storage(url, name or STUDY, own=True)  # the default, spelled out
+    return shared
 
 
 def check_url(url: str) -> None:
@@ -338,9 +343,12 @@ def ask(study: optuna.Study, dists: dict[str, Any]) -> Candidate:
     return Candidate(trial._trial_id, trial.number, w, bool(trial.user_attrs.get("baseline")))
 
 
-def enqueue_baseline(study: optuna.Study, n: int) -> None:
-    """Queue ``w = 0`` (marked ``baseline``), in one write; the next :func:`ask` takes it."""
-    study.enqueue_trial({k: 0.0 for k in param_names(n)}, user_attrs={"baseline": True})
+def enqueue_baseline(study: optuna.Study, dists: dict[str, Any]) -> None:
+    """Queue ``w = 0`` (marked ``baseline``) with its parameters, in one transaction; the
+    next :func:`ask` takes it without writing a parameter."""
+    study.add_trial(optuna.trial.create_trial(
+        state=optuna.trial.TrialState.WAITING, params={k: 0.0 for k in dists},
+        distributions=dists, user_attrs={"baseline": True}))
 
 
 def reclaim(study: optuna.Study, own: bool) -> list[Candidate]:
