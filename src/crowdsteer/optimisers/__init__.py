@@ -62,8 +62,9 @@ class OptimiserConfig(Strict):
     then runs as ``gp``)."""
     x0: list[float] | None = None
     """Where ``bo`` and ``cmaes`` start searching (one value per parameter, inside the
-    bounds); default: ``w = 0``. ``bo`` evaluates it right after the baseline and starts its
-    first local run from the better of the two."""
+    bounds); default: ``w = 0``. ``bo`` evaluates it right after the baseline, probes around
+    it first and then keeps its GP steps within 3 ``radius`` of the best point (a local
+    search around ``x0``: a warm start)."""
     radius: Annotated[float, Field(gt=0)] | None = None
     """How far from the start the first candidates go, in units of ``w``: the initial
     trust-region radius of ``bo``'s local runs (default 10% of the bounds' width), CMA-ES's
@@ -85,12 +86,16 @@ def _bo(cfg: OptimiserConfig, seed: int, index: int,
     if constraints is not None:  # the trust region has no constraint model: the GP has
         return _gp(cfg, seed, index, constraints)
 
-    def algorithm(s: Search) -> None:
-        radius = 0.1 if cfg.radius is None else cfg.radius / _mean_width(s.width)
-        trust_region.search(s, trust_region.Settings(radius=min(radius, 1.0)))
+    def algorithm(s: trust_region.TrustSearch) -> None:
+        radius = min(0.1 if cfg.radius is None else cfg.radius / _mean_width(s.width), 1.0)
+        # seeded with x0: a search around it (global steps within 3 radii of the best point)
+        reach = 1.0 if cfg.x0 is None else 3 * radius
+        s.settings = trust_region.Settings(radius=radius, reach=reach)
+        trust_region.search(s, s.settings)
 
-    return ReplaySampler(algorithm, Search, seed, _index_seed(seed, index), cfg.x0,
-                         key=("bo", cfg.radius), step=cfg.radius, scale=0.1)
+    return ReplaySampler(algorithm, trust_region.TrustSearch, seed, _index_seed(seed, index),
+                         cfg.x0, key=("bo", cfg.radius), step=cfg.radius,
+                         scale=0.1)
 
 
 @samplers.register("gp")

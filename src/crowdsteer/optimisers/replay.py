@@ -86,9 +86,10 @@ class Search:
         self.request = None
         return out
 
-    def extra(self, pending: Array) -> Array | None:  # noqa: ARG002
+    def extra(self, pending: Array, rng: np.random.Generator) -> Array | None:  # noqa: ARG002
         """One more point while every requested point is under way (``pending``, ``(P, d)``);
-        ``None``: the driver draws one near the request."""
+        ``None``: the driver draws one near the request. Must not touch :attr:`rng` (a replay
+        does not call it) nor change the algorithm's state: use ``rng``."""
         return None
 
 
@@ -232,7 +233,7 @@ class ReplaySampler(optuna.samplers.BaseSampler):
                 break
         if x is None:
             P = np.array(pending).reshape(-1, len(names))
-            x = session.search.extra(P)
+            x = session.search.extra(P, self._rng)
             if x is None:
                 x = self._near(session.search, req, P)
         w = lo + width * np.clip(x, 0.0, 1.0)
