@@ -1,10 +1,18 @@
-"""Model-free learners at scale: agent-steps per second and peak memory against ``N``.
+"""Model-free learners at scale: agent-steps per second and peak memory against ``N``; and
+whether they are done when they say so.
 
 A learner simulates ``N`` agents as an ``(N,)`` array and pools their experience in
 ``T x S x A`` tables, so its memory should grow like ``N + T S A``, never ``N S A``.
 Each ``(learner, game, N)`` runs in a fresh process; the table reports its throughput
 (``N * T * iterations / seconds``), the ``tracemalloc`` peak of a short solve and the
 peak RSS, and fits the memory per agent between the two largest ``N``.
+
+The second table (issue 12, "learners that say they converged") runs each learner with
+its default stopping rule on the issue's cases (``N = 2000``, ``tau = 0``, kernel and log
+congestion; and the paper's two games at ``tau = 0.1``) and sets the exploitability
+certified with the model beside the learner's own estimate of it; for
+``fictitious_play`` also where stopping on that estimate (at most the tolerance for 5
+rounds in a row, the rule before) would have stopped, and the certificate there.
 
 Run through ``benchmarks/run.py``; ``python benchmarks/model_free.py --case JSON`` is the
 worker.
@@ -36,6 +44,85 @@ AGENTS = {"fictitious_play": (2_000, 100_000, 1_000_000),
           # one table per agent: it refuses N T S A > 2e8 by design; the largest N show that
           "independent": (2_000, 20_000, 100_000, 1_000_000)}
 QUICK_AGENTS = (2_000, 100_000)
+BUMP_11 = [{"center": [1, 1], "height": 1.5, "width": 1.0}]
+HONESTY = (  # (learner, game, temperature): the issue's cases and the paper's games
+    ("fictitious_play", {"id": "5x5 T1 any log", "n": 5, "kind": "log", "bumps": BUMP_11}, 0.0),
+    ("fictitious_play", {"id": "5x5 T1 any kernel", "n": 5, "kind": "kernel", "bumps": BUMP_11},
+     0.0),
+    ("fictitious_play", {"id": "oneshot.yaml", "example": "oneshot"}, 0.1),
+    ("fictitious_play", {"id": "dynamic.yaml", "example": "dynamic"}, 0.1),
+    ("independent", {"id": "3x3 T1 any log", "n": 3, "kind": "log", "bumps": BUMP_11}, 0.0),
+    ("independent", {"id": "3x3 T1 any kernel", "n": 3, "kind": "kernel", "bumps": BUMP_11},
+     0.0),
+    ("independent", {"id": "5x5 T1 any log", "n": 5, "kind": "log", "bumps": BUMP_11}, 0.0),
+    ("independent", {"id": "5x5 T1 any kernel", "n": 5, "kind": "kernel", "bumps": BUMP_11},
+     0.0),
+    ("independent", {"id": "dynamic.yaml, log", "example": "dynamic", "kind": "log"}, 0.0),
+    ("independent", {"id": "dynamic.yaml, kernel", "example": "dynamic", "kind": "kernel"}, 0.0),
+)
+OLD_PATIENCE = 5  # the estimate-based rule before: estimate <= tolerance 5 rounds in a row
+BEFORE = {  # the same cases run on commit f74072d (before issue 12's stopping rules):
+    # rounds, whether it said converged, its (certified) exploitability. A historical
+    # measurement, kept for comparison: PYTHONPATH=<f74072d>/src with this file's cases.
+    ("fictitious_play", "5x5 T1 any log"): (1612, True, 0.0694),
+    ("fictitious_play", "5x5 T1 any kernel"): (119, True, 0.00556),
+    ("fictitious_play", "oneshot.yaml"): (118, True, 0.0436),
+    ("fictitious_play", "dynamic.yaml"): (26, True, 0.0526),
+    ("independent", "3x3 T1 any log"): (2000, False, 0.069),
+    ("independent", "3x3 T1 any kernel"): (247, True, 0.0),
+    ("independent", "5x5 T1 any log"): (2000, False, 0.226),
+    ("independent", "5x5 T1 any kernel"): (2000, False, 0.00792),
+    ("independent", "dynamic.yaml, log"): (2000, False, 0.591),
+    ("independent", "dynamic.yaml, kernel"): (2000, False, 0.0374),
+}
+
+
+def honesty_game(spec: dict):
+    """A crowd game of the honesty table: an example's game (congestion kind overridden
+    if given), or an ``n x n`` one-shot grid with the given bumps."""
+    from crowdsteer.config import build_game, load_config
+
+    if "example" in spec:
+        raw = load_config(common.REPO / "examples" / f"{spec['example']}.yaml").resolved()
+        game = raw["game"]
+        if "kind" in spec:
+            game["congestion"] = {"kind": spec["kind"], "strength": 1.0}
+    else:
+        game = {"name": "crowd", "height": spec["n"], "width": spec["n"], "horizon": 1,
+                "moves": "any", "desirability": {"bumps": spec["bumps"]},
+                "congestion": {"kind": spec["kind"], "strength": 1.0}}
+    return build_game(load_config({"game": game}))
+
+
+def run_honesty(case: dict) -> dict:
+    """One learner, default stopping rule, N = 2000, seed 0: what it says against the
+    certificate; for fictitious_play also where the estimate-based rule would stop."""
+    from crowdsteer.learners.base import learners
+    from crowdsteer.objectives import kl_floor
+
+    game = honesty_game(case["game"])
+    name, tau, N = case["learner"], case["tau"], 2000
+    builder = learners.get(name)
+
+    def solve(**kw):
+        return builder(builder.config(agents=N, temperature=tau, **kw)).solve(
+            game, rng=np.random.default_rng(0))
+
+    t0 = time.perf_counter()
+    sol = solve()
+    out = {"S": game.S, "A": game.A, "T": game.T, "iterations": sol.iterations,
+           "converged": sol.converged, "exploitability": sol.exploitability,
+           "estimate": sol.estimate, "last_change": float(sol.history[-1]),
+           "tolerance": kl_floor(game.S, N, game.T), "seconds": time.perf_counter() - t0}
+    if name == "fictitious_play":
+        below = np.asarray(sol.history) <= out["tolerance"]
+        runs = np.convolve(below, np.ones(OLD_PATIENCE), "valid") >= OLD_PATIENCE
+        if runs.any():  # the estimate rule would have stopped after round k
+            k = int(np.argmax(runs)) + OLD_PATIENCE
+            old = solve(max_iterations=k)  # same seed, same rounds: its pi_bar at round k
+            out["old_stop"] = {"iterations": k, "estimate": float(sol.history[k - 1]),
+                               "exploitability": old.exploitability}
+    return out
 
 
 def available() -> dict[str, str | None]:
@@ -65,6 +152,8 @@ def make_learner(name: str, **fields):
 
 
 def run_case(case: dict) -> dict:
+    if case.get("kind") == "honesty":
+        return run_honesty(case)
     game = make_game(case["game"])
     N = case["agents"]
     name = case["learner"]
@@ -149,12 +238,63 @@ def run_suite(opts) -> str:
               f"({res['agent_steps_per_s_loop'] / 1e6:.2f} M in the rounds), tracemalloc "
               f"{res['tracemalloc_mib']:.1f} MiB, peak RSS {res['peak_rss_mib']:.0f} MiB "
               f"({res['wall_s']:.1f} s)", flush=True)
+    honesty = []
+    for learner, game, tau in HONESTY[:2] + HONESTY[4:6] if opts.quick else HONESTY:
+        if learner not in names:
+            continue
+        case = {"kind": "honesty", "learner": learner, "game": game, "tau": tau}
+        print(f"[model_free] stopping: {learner} {game['id']} tau={tau} ...", flush=True)
+        res = common.run_worker("model_free.py", case)
+        print(f"  {res['iterations']} rounds, converged {res['converged']}, exploitability "
+              f"{res['exploitability']:.3g}, estimate {res['estimate']:.3g}", flush=True)
+        honesty.append((case, res))
     knobs = plan(opts.quick, list(LEARNERS))[0]
     note = (f"seconds per iteration = min (and median) over {knobs['repeats']} solves of a "
             f"fixed number of iterations lasting about {knobs['budget_s']} s each "
             "(`tolerance` set to 1e-300 so the stopping rule does not end them early); a solve's "
             "time includes its final model-based exploitability certificate")
-    return render(results, status, opts.command, info, started, note, opts.quick)
+    return (render(results, status, opts.command, info, started, note, opts.quick)
+            + render_honesty(honesty))
+
+
+def render_honesty(rows) -> str:
+    """The stopping-rule table: what each learner says against the certificate."""
+    if not rows:
+        return ""
+    table = []
+    for case, r in rows:
+        old = r.get("old_stop")
+        before = BEFORE.get((case["learner"], case["game"]["id"]))
+        table.append([
+            case["learner"], case["game"]["id"], f"{case['tau']:g}",
+            f"{r['S']} x {r['A']} x {r['T']}", f"{r['tolerance']:.3g}", r["iterations"],
+            "yes" if r["converged"] else "**no**", f"{r['exploitability']:.3g}",
+            f"{r['estimate']:.3g}", f"{r['exploitability'] / max(r['estimate'], 1e-300):.2g}",
+            f"{r['last_change']:.3g}" if case["learner"] == "independent" else "-",
+            "-" if old is None else f"{old['iterations']}: estimate {old['estimate']:.3g}, "
+                                    f"certified {old['exploitability']:.3g}",
+            "-" if before is None else f"{before[0]}, {'yes' if before[1] else 'no'}, "
+                                       f"{before[2]:.3g}",
+            f"{r['seconds']:.1f}"])
+    return "\n".join([
+        "", "### Stopping: do the learners stop where they say?", "",
+        "Each learner with its defaults (`agents: 2000`, seed 0, default `tolerance` "
+        "`T (S - 1) / (2 N)`), which now stop on the exploitability certified with the model "
+        "every `check_every` = 5 rounds. *certified* is that certificate of the returned "
+        "policy, *estimate* the learner's own model-free estimate of it (fictitious_play: "
+        "the gap on its pooled reward estimates; independent: the gap on the agents' mean "
+        "values). For fictitious_play, *estimate rule* is where the rule before this "
+        "change (estimate at most the tolerance 5 rounds in a row) would have stopped and "
+        "the certificate of its policy there; for independent, *policy change* is the last "
+        "round's agent-weighted TV between consecutive population policies (the rule before "
+        "stopped when it fell to 1e-3). *before* is the same case on commit f74072d "
+        "(before these stopping rules; a historical measurement, not re-run): rounds, "
+        "whether it said it converged, and its certified exploitability.", "",
+        common.md_table(["learner", "game", "tau", "S x A x T", "tolerance", "rounds",
+                         "converged", "certified", "estimate", "certified / estimate",
+                         "policy change", "estimate rule: round, estimate, certified",
+                         "before (f74072d): rounds, converged, certified", "seconds"], table),
+        ""])
 
 
 def render(results, status, command, info, started, note, quick) -> str:

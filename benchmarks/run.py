@@ -25,12 +25,12 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-SUITES = ("solver", "model_free", "metaagent", "envs", "peers",  # peers: skipped unless installed
+SUITES = ("solver", "model_free", "metaagent", "steering", "envs", "peers", "network",  # peers: skipped unless installed
           "blackbox")
 PREAMBLE = """# Benchmarks
 
 Speed and scale of the equilibrium engine, measured by `benchmarks/run.py`
-(`make bench`; `--only solver|model_free|metaagent|envs|peers|blackbox` for one suite, `--quick` for a smoke run that
+(`make bench`; `--only solver|model_free|metaagent|steering|envs|peers|network|blackbox` for one suite, `--quick` for a smoke run that
 does not touch this file). Each section below is rewritten by the suite that produced it
 and states its own command, date and machine.
 

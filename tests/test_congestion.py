@@ -209,8 +209,16 @@ def test_atomic_pigou_closed_forms():
 
 def test_learners_equilibrium_against_brute_force(rng):
     """Random instances: the learners reach an equilibrium (exploitability = average Nash gap
-    <= tolerance) whose expected social cost is at least the brute-force optimum and at most
-    the worst pure equilibrium's plus the cost of randomising."""
+    <= tolerance) whose expected social cost, enumerated over every pure profile with the
+    players' mixed probabilities and plain-loop costs, is what the game reports, at least
+    the brute-force optimum, and at most
+
+    * what every player would pay by its cheapest unilateral switch to a pure strategy
+      against the others' mixes (the Nash condition, also enumerated with plain loops): a
+      mixed equilibrium costs each player exactly its best response's expected cost;
+    * 5/2 times the optimum: the price of anarchy of atomic congestion games with affine
+      costs, which holds for mixed (even coarse correlated) equilibria too (Christodoulou
+      and Koutsoupias 2005; Roughgarden 2009: affine costs are (5/3, 1/3)-smooth)."""
     for _ in range(3):
         g = random_congestion(rng)
         profiles = all_profiles(g.N, g.K)
@@ -218,7 +226,20 @@ def test_learners_equilibrium_against_brute_force(rng):
         sol = EXACT.solve(g)
         assert sol.exploitability <= 1e-9
         learned = -g.N * welfare(g, sol.mu)
+        x = g.mixed(sol.mu[0])  # (N, K)
+        prob = np.array([np.prod([x[i, k] for i, k in enumerate(p)]) for p in profiles])
+        assert learned == pytest.approx(float(prob @ cost), abs=1e-9)
+        # E[cost of player i | i plays k], the others keeping their mixes: sum over the
+        # profiles with p_i = k of prod_{j != i} x_j(p_j) times i's plain-loop cost there
+        switch = np.zeros((g.N, g.K))
+        for p in profiles:
+            costs = loop_costs(g, p)
+            for i in range(g.N):
+                others = np.prod([x[j, k] for j, k in enumerate(p) if j != i])
+                switch[i, p[i]] += others * costs[i]
+        assert learned <= switch.min(axis=1).sum() + 1e-6
         assert learned >= cost.min() - 1e-6
+        assert learned <= 2.5 * cost.min() + 1e-6
         assert pure_nash(g, profiles).any()         # potential games have pure equilibria
 
 

@@ -436,7 +436,7 @@ def test_wrapper_on_any_pettingzoo_env():
             assert np.isclose(r1[a] - r0[a], bonus(before[a], actions[a], w))
     with pytest.raises(ConfigError, match="crowdsteer env"):
         modify_rewards(plain, "tabular", w)
-    with pytest.raises(TypeError):
+    with pytest.raises(ConfigError, match="modifier"):
         modify_rewards(plain, 3.0, w)
 
 

@@ -128,3 +128,37 @@ def test_budget_balanced_run_pays_nothing_net():
 def test_bounds_must_contain_zero():
     with pytest.raises(ConfigError, match="modifier.bounds"):
         crowdsteer.run({**SMALL, "modifier": {"name": "tabular", "bounds": [0.5, 2]}})
+
+
+def test_final_numbers_are_validated_on_fresh_seeds(tmp_path):
+    """A model-free run re-evaluates baseline and best on seeds never used in tuning (repeat
+    indices 1_000_000 + k), and the best w once more at the exact equilibrium."""
+    from crowdsteer.learners.exact import ExactConfig, ExactSolver
+    from crowdsteer.metaagent import evaluate_once, setup
+
+    cfg = {"seed": 2, "game": {"name": "crowd", "height": 3, "width": 3,
+                               "congestion": {"kind": "log", "strength": 0.5}},
+           "learner": {"name": "fictitious_play", "agents": 300, "temperature": 0.3},
+           "modifier": {"name": "power_series", "order": 1},
+           "objective": {"name": "kl", "target": {"bumps": [{"center": [0, 2], "width": 1.0}]}},
+           "optimiser": {"name": "random", "evaluations": 3, "validation": 4}}
+    result = crowdsteer.run(cfg, out=tmp_path / "run")
+    saved = json.loads((tmp_path / "run" / "result.json").read_text())
+    s = setup(crowdsteer.load_config(cfg))
+    for key, w in (("baseline", np.zeros(3)), ("best", np.asarray(result.best.w))):
+        v = saved[key]["validation"]
+        assert v["seeds"] == [1_000_000 + k for k in range(4)]
+        fresh = [evaluate_once(s, w, r).objective for r in v["seeds"]]
+        assert v["values"] == pytest.approx(fresh, rel=1e-12)
+        assert v["mean"] == pytest.approx(np.mean(fresh)) and v["std"] == pytest.approx(
+            np.std(fresh))
+        assert saved[key]["objective"] not in fresh  # the tuning seed is not among them
+    sol = ExactSolver(ExactConfig(temperature=0.3)).solve(s.game, s.modifier.theta(
+        np.asarray(result.best.w)))
+    from crowdsteer.objectives import kl_divergence
+
+    expected = float(kl_divergence(sol.mu, s.objective.target).sum())
+    assert saved["best"]["mean_field"]["objective"] == pytest.approx(expected, rel=1e-9)
+    iid = saved["iid_sample_kl"]
+    assert iid["agents"] == 300 and 0 < iid["mean"] < 0.05  # ~ (9 - 1) / 600 = 0.013
+    assert saved["inner_iterations"] >= 4  # baseline + 3 evaluations, >= 1 round each

@@ -21,6 +21,7 @@ from crowdsteer.errors import ConfigError, DivergenceError
 from crowdsteer.learners.base import learners
 from crowdsteer.learners.exact import ExactConfig, ExactSolver
 from tests.test_cli import cli, write_config
+from tests.test_model_free import assert_certificate
 
 RUN = {
     "seed": 11,
@@ -196,7 +197,7 @@ def test_random_configs_run_or_are_refused_cleanly(game, tau, method):
         return
     assert np.all(np.isfinite(result.solution.mu))
     np.testing.assert_allclose(result.solution.mu.sum(axis=1), 1)
-    assert result.solution.exploitability >= 0
+    assert_certificate(result.game, result.solution, tau)
 
 
 @settings(deadline=None, max_examples=40)

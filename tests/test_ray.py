@@ -48,3 +48,14 @@ def test_two_node_cluster(tmp_path):
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def test_ray_stops_a_task_past_its_timeout(local_ray):
+    """The clock starts at submission (at most as many tasks in flight as CPUs), so the
+    timeout leaves room for Ray to start a worker."""
+    from crowdsteer.executors import Ray, TaskTimeout
+    from tests.test_executors import sleeps
+
+    out = Ray().map(sleeps, [0.1, 600, 0.2], timeout=15)
+    assert out[0] == 0.1 and out[2] == 0.2
+    assert isinstance(out[1], TaskTimeout) and str(out[1]) == "timed out after 15 s"

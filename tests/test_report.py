@@ -33,7 +33,8 @@ RESULT = {
     "best": {"w": [0.75, -1.5], "objective": 0.2345, "kl": 0.2345, "welfare": -0.75,
              "maxmin": None, "exploitability": 0.0031, "trial": 2},
     "evaluations": 4,
-    "kl_floor": 0.0125,
+    "iid_sample_kl": {"mean": 0.0125, "std": 0.001, "agents": 2000},
+    "inner_iterations": 321,
     "learner": "qlearning",
     "modifier": "rbf",
     "optimiser": "tpe",
@@ -129,7 +130,8 @@ def test_report_shows_baseline_and_best(tmp_path):
     # maxmin is null in both: shown as n/a, not as a number
     assert "<th>maxmin</th><td>n/a</td><td>n/a</td><td>n/a</td>" in summary
     assert "[0.75, -1.5]" in page
-    assert "0.0125" in page  # the KL floor
+    assert "KL of 2000 agents drawn iid from the target" in page and "0.0125" in page
+    assert "It is not a floor" in page
 
 
 def test_report_escapes_config_and_errors(tmp_path):
@@ -161,7 +163,7 @@ def test_report_of_minimal_result(tmp_path):
     page = write_report(run).read_text()
     assert "welfare (maximize)" in page
     assert "<td>n/a</td><td>1.5</td><td>n/a</td>" in page
-    assert "floor" not in page  # no kl_floor (exact learner): nothing to say about it
+    assert "iid" not in page  # no iid_sample_kl (exact learner): nothing to say about it
 
 
 def test_report_without_result_json_fails_clearly(tmp_path):

@@ -232,19 +232,29 @@ def test_every_learner_runs_on_braess(name):
 
 # --- system optima and tolls -------------------------------------------------------------
 
+def social_optimum(game, n_paths):
+    """crowdsteer's total travel time of the game, minimised over path flows by SciPy's
+    SLSQP; returns the optimum, its flows and minus crowdsteer's welfare there."""
+    best, f = simplex_minimum(lambda f: game.total_travel_time(flows_to_mu(game, f)), n_paths)
+    return best, f, -welfare(game, flows_to_mu(game, f)[None])
+
+
 @pytest.mark.parametrize("p", [1, 2, 3, 4])
 def test_pigou_optimum_closed_form(p):
-    """SciPy's SLSQP on the hand-written total travel time gives 1 - p (p+1)^(-(p+1)/p)."""
-    best, f = simplex_minimum(lambda f: pigou_travel_time(f, p), 2)
+    """The system optimum of crowdsteer's Pigou game is 1 - p (p+1)^(-(p+1)/p) at
+    x* = (p+1)^(-1/p), both as its total travel time and as minus its welfare."""
+    best, f, cost = social_optimum(game_of(pigou(p)), 2)
     assert best == pytest.approx(pigou_optimum(p), abs=1e-8)
+    assert cost == pytest.approx(pigou_optimum(p), abs=1e-8)
     assert f[1] == pytest.approx((p + 1) ** (-1 / p), abs=1e-4)
     if p == 1:
         assert best == pytest.approx(0.75, abs=1e-8) and 1 / best == pytest.approx(4 / 3)
 
 
 def test_braess_optimum_closed_form():
-    best, f = simplex_minimum(braess_travel_time, 3)
-    assert best == pytest.approx(1.5, abs=1e-8)
+    """crowdsteer's Braess game: optimum 3/2, half on each outer path, none on the shortcut."""
+    best, f, cost = social_optimum(game_of(BRAESS), 3)
+    assert best == pytest.approx(1.5, abs=1e-8) and cost == pytest.approx(1.5, abs=1e-8)
     np.testing.assert_allclose(f, [0.5, 0, 0.5], atol=1e-4)
 
 

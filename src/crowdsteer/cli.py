@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,9 +12,11 @@ from typing import Annotated, Any, Iterator
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from crowdsteer.errors import CrowdsteerError
+from crowdsteer.errors import CrowdsteerError, CrowdsteerWarning
 
 app = typer.Typer(
     add_completion=False,
@@ -25,6 +29,18 @@ app = typer.Typer(
     "  crowdsteer report runs/oneshot",
 )
 console = Console(stderr=True)
+_show_warning = warnings.showwarning
+
+
+def _one_line_warning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """A crowdsteer warning as one line on stderr, like errors; others as Python shows them."""
+    if issubclass(category, CrowdsteerWarning):
+        console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
+    else:
+        _show_warning(message, category, *args, **kwargs)
+
+
+warnings.showwarning = _one_line_warning
 
 
 @app.callback()
@@ -33,7 +49,10 @@ def _root() -> None:
 
 
 def fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    """Print ``error: MESSAGE`` as one line (user text verbatim: a ``[...]`` in a path or a
+    value is not rich markup) and exit with code 2."""
+    console.print(Text.assemble(("error:", "red"), " ", message), highlight=False,
+                  soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -49,6 +68,8 @@ def clean_errors() -> Iterator[None]:
         raise typer.Exit(130) from None
     except OSError as exc:
         fail(f"{getattr(exc, 'filename', '') or ''}: {exc.strerror or exc}".lstrip(": "))
+    except UnicodeDecodeError as exc:  # a file that should be text is not (UTF-8)
+        fail(f"a file is not UTF-8 text ({exc.reason} at byte {exc.start})")
 
 
 @contextmanager
@@ -59,7 +80,7 @@ def progress_bar(label: str, total: int, metric: str) -> Iterator[Callable[[int,
                   TextColumn("{task.completed}/{task.total}"),
                   TextColumn(f"{metric} {{task.fields[value]}}"), TimeElapsedColumn(),
                   console=console, disable=quiet, transient=False) as bar:
-        task = bar.add_task(label, total=total, value="-")
+        task = bar.add_task(escape(label), total=total, value="-")
 
         def update(k: int, value: float) -> None:
             bar.update(task, completed=k, value=f"{value:.3g}")
@@ -92,12 +113,19 @@ def solve(
         with progress_bar(f"solving ({learner.name})", learner.max_iterations,
                           "exploitability" if learner.name == "exact" else "change") as bar:
             result = solve_mod.solve(cfg, progress=bar)
-        solve_mod.write(result, out)
+        written = solve_mod.write(result, out)
         s = result.solution
         status = "converged" if s.converged else "did NOT converge (max_iterations reached)"
-        typer.echo(f"{status} in {s.iterations} iterations, {s.seconds:.2f} s; "
-                   f"exploitability {s.exploitability:.3g}, welfare {result.welfare:.6g}")
-        typer.echo(f"wrote {out}/summary.json, mu.npy, pi.npy, mu.png")
+        if not s.converged and s.estimate is not None and getattr(learner, "temperature", 1) == 0:
+            status += (" - at temperature 0 the model-free learners approach a mixed "
+                       "equilibrium slowly: raise max_iterations or the temperature")
+        own = "" if s.estimate is None else f"; the learners' own estimate {s.estimate:.3g}"
+        network = (f"relative gap {s.relative_gap:.3g}, total travel time "
+                   f"{s.total_travel_time:.8g}; " if hasattr(s, "relative_gap") else "")
+        typer.echo(f"{status} in {s.iterations} iterations, {s.seconds:.2f} s; {network}"
+                   f"exploitability {s.exploitability:.3g} (certified with the model{own}), "
+                   f"welfare {result.welfare:.6g}")
+        typer.echo(f"wrote {out}/" + ", ".join(written))
         if cfg["finite_n"] is not None:
             _finite_n(cfg, out)
 
@@ -135,7 +163,7 @@ def _finite_n(cfg: Any, out: Path) -> None:
 def check(
     configs: Annotated[list[Path], typer.Argument(help="Configs whose games to check.")],
     samples: Annotated[int, typer.Option(min=1, help="Random w per game.")] = 4,
-    seed: int = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the random w (a whole number >= 0).")] = 0,
 ) -> None:
     """Check the paper's theory numerically: Lemma 1 (the modified game is still a potential
     game) and the continuity of the equilibrium in w; prints the largest violations.
@@ -147,6 +175,8 @@ def check(
     from crowdsteer.theory import check as check_theory
 
     with clean_errors():
+        if seed < 0:
+            fail(f"--seed: must be a whole number >= 0, got {seed}")
         table = Table("config", "game", "modifier", "Lemma 1: largest gap", "reward scale",
                       "Lipschitz estimate", "continuous")
         bad = False
@@ -154,7 +184,7 @@ def check(
             r = check_theory(path, samples, seed)
             ok = (r.lemma1 is None or r.lemma1 <= 1e-6 * max(1.0, r.lemma1_scale)) and r.shrinks
             bad |= not ok
-            table.add_row(str(path), r.game, r.modifier,
+            table.add_row(Text(str(path)), Text(r.game), Text(r.modifier),
                           "no potential" if r.lemma1 is None else f"{r.lemma1:.2e}",
                           f"{r.lemma1_scale:.3g}", f"{r.lipschitz:.3g}",
                           "yes" if r.shrinks else "[red]NO[/red]")
@@ -190,9 +220,27 @@ def init(
     """
     from importlib.resources import files
 
-    if path.exists() and not force:
-        fail(f"{path} exists; pass --force to overwrite it")
-    path.write_text(files("crowdsteer").joinpath("starter.yaml").read_text())
+    from crowdsteer.rundir import atomic_write
+
+    with clean_errors():
+        if path.is_dir():
+            fail(f"{path} is a folder; give the path of the config file to write, e.g. "
+                 f"{path / 'crowdsteer.yaml'}")
+        if path.exists() and not force:
+            fail(f"{path} exists; pass --force to overwrite it")
+        if not path.parent.is_dir():
+            fail(f"{path.parent}: no such folder; create it first or choose another path")
+        text = files("crowdsteer").joinpath("starter.yaml").read_text()
+        try:
+            if path.exists() and not path.is_file():  # a device such as /dev/full
+                path.write_text(text)
+            else:  # a full disk or a kill never leaves half a config (or loses the old one)
+                atomic_write(path, text.encode())
+                umask = os.umask(0)
+                os.umask(umask)
+                path.chmod(0o666 & ~umask)  # as an ordinary new file, not mkstemp's 0600
+        except OSError as exc:
+            fail(f"{path}: cannot write it ({exc.strerror or exc})")
     typer.echo(f"wrote {path}; run it with: crowdsteer run {path} --out runs/starter")
 
 
@@ -214,7 +262,9 @@ def run(
     executor: Annotated[str | None, typer.Option(
         "--executor", help="Where evaluations run: serial, local (processes) or ray.")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Processes (local) or CPUs (ray).")] = None,
-    address: Annotated[str | None, typer.Option(help="Ray cluster address (auto, ray://host:port).")] = None,
+    address: Annotated[str | None, typer.Option(
+        help="Ray cluster address (auto, ray://host:port); needs --executor ray (or "
+             "executor: {name: ray} in the config).")] = None,
 ) -> None:
     """Run the meta-agent: learn the reward modifier that steers the agents.
 
@@ -235,12 +285,19 @@ def run(
             base = cfg["executor"].model_dump() if cfg["executor"] else {}
             over = {k: v for k, v in (("name", executor), ("workers", workers),
                                       ("address", address)) if v is not None}
+            name = over.get("name", base.get("name", "serial"))
+            if address is not None and name != "ray":
+                fail(f"--address: only the ray executor connects to a cluster; add --executor "
+                     f"ray (the executor now is {name})")
             cfg = cfg.replace("executor", validate(ExecutorConfig, {**base, **over}, "--executor"))
         from crowdsteer.optimisers import OptimiserConfig
 
         opt = cfg["optimiser"] or OptimiserConfig()
+        def bar_log(message: str) -> None:  # what the run decides: stdout, like the results
+            typer.echo(message)
+
         with progress_bar("meta-agent", 1 + opt.evaluations, "best J") as bar:
-            result = metaagent.run(cfg, out, resume=resume, force=force,
+            result = metaagent.run(cfg, out, resume=resume, force=force, log=bar_log,
                                    progress=lambda done, total, best: bar(done, best if best
                                                                           is not None else float("nan")))
         b, o = result.baseline, result.best
@@ -248,8 +305,20 @@ def run(
         typer.echo(f"best (trial {result.best_trial}): J = {o.objective:.6g}  exploitability "
                    f"{o.exploitability:.2g}  after {result.evaluations} evaluations, "
                    f"{result.seconds:.1f} s")
-        if result.kl_floor is not None:
-            typer.echo(f"finite-N floor of the empirical KL: about {result.kl_floor:.3g} nats")
+        for label, v in (("baseline", result.baseline_validation),
+                         ("best", result.best_validation)):
+            if v is not None and v.get("mean") is not None:
+                typer.echo(f"{label} on {len(v['seeds'])} fresh seeds: J = {v['mean']:.6g} "
+                           f"+- {v['std']:.2g}")
+        mf = result.best_mean_field
+        if mf is not None and mf.get("objective") is not None:
+            typer.echo(f"best w at the exact equilibrium (mean field): J = {mf['objective']:.6g}"
+                       f"  exploitability {mf['exploitability']:.2g}")
+        if result.iid_sample_kl is not None:
+            iid = result.iid_sample_kl
+            typer.echo(f"KL of {iid['agents']} agents drawn iid from the target: "
+                       f"{iid['mean']:.3g} +- {iid['std']:.2g} nats (not a floor)")
+        typer.echo(f"optimiser: {result.optimiser}; inner iterations: {result.inner_iterations}")
         typer.echo(f"wrote {out}/result.json, evaluations.csv, best_mu.npy, report.html")
 
 
@@ -259,12 +328,14 @@ def report(run_dir: Annotated[Path, typer.Argument(help="A run folder written by
 
     Example: crowdsteer report runs/oneshot
     """
-    from crowdsteer.report.html import write_report
+    from crowdsteer.report.html import read_run, write_report
 
     with clean_errors():
         if not (run_dir / "result.json").is_file():
             fail(f"{run_dir}: no result.json here; run `crowdsteer run` first")
         path = write_report(run_dir)
+        for problem in read_run(run_dir).problems:
+            console.print(Text(f"left out {problem}"), highlight=False, soft_wrap=True)
         typer.echo(f"wrote {path}")
 
 
@@ -296,7 +367,7 @@ def reproduce(
 
             def update(name: str, k: int, done: int, total: int, best: float | None) -> None:
                 if (name, k) not in tasks:
-                    tasks[(name, k)] = bar.add_task(f"{name} run {k}", total=total)
+                    tasks[(name, k)] = bar.add_task(escape(f"{name} run {k}"), total=total)
                 bar.update(tasks[(name, k)], completed=done)
 
             results = reproduce_all(configs, out, runs, simulations, evaluations, update, force)

@@ -69,6 +69,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import operator
+import os
 
 import numpy as np
 
@@ -162,23 +163,26 @@ def population_step(game: Game, theta: ThetaLike, t: int, states: Array, actions
 
 
 def check_actions(game: Game, states: Array, actions: Array) -> Array:
-    """``actions`` as ``(N,)`` int64, or ``ValueError`` naming the first invalid agent."""
+    """``actions`` as ``(N,)`` int64, or a :class:`ConfigError` (a ``ValueError``) on
+    ``actions`` naming the first invalid agent."""
     a = np.asarray(actions)
     if a.shape != states.shape:
-        raise ValueError(f"expected one action per agent, shape {states.shape}; got {a.shape}")
+        raise ConfigError("actions", f"expected one per agent, shape {states.shape}; got "
+                          f"{a.shape}")
     if a.dtype.kind not in "iu":
         if a.dtype.kind == "f" and np.all(a == np.round(a)):
             a = a.astype(np.int64)
         else:
-            raise ValueError(f"actions must be integers in [0, {game.A}); got dtype {a.dtype}")
+            raise ConfigError("actions", f"must be integers in [0, {game.A}); got dtype "
+                              f"{a.dtype}")
     a = a.astype(np.int64, copy=False)
     bad = (a < 0) | (a >= game.A)
     if game.allowed is not None and not bad.any():
         bad = ~game.allowed[states, a]
     if bad.any():
         i = int(np.argmax(bad))
-        raise ValueError(f"agent {i} in state {int(states[i])} took action {int(a[i])}; "
-                         f"allowed: {_allowed_text(game, int(states[i]))}")
+        raise ConfigError("actions", f"agent {i} in state {int(states[i])} took action "
+                          f"{int(a[i])}; allowed: {_allowed_text(game, int(states[i]))}")
     return a
 
 
@@ -191,18 +195,76 @@ def _allowed_text(game: Game, s: int) -> str:
 # --------------------------------------------------------------------------- building
 
 
+PARALLEL_BYTES_PER_AGENT = 700
+"""Memory of one agent in :class:`CrowdParallelEnv`: its name (in ``possible_agents`` and
+``agents``) and one entry in each of the five dicts a step returns (an ``infos`` dict of its
+own included), plus the ``(N,)`` arrays of a step. Measured with ``tracemalloc`` over
+construction, ``reset`` and one modified ``step``: 610-625 bytes per agent at N = 2e4 to 8e4
+(``tests/test_hostile_inputs.py`` checks the estimate against a measurement)."""
+
+VECTOR_BYTES_PER_AGENT = 160
+"""Memory of one agent in :class:`CrowdVectorEnv`: the ``(N,)`` state, reward, modifier and
+flag arrays, the ``(N, 2)`` observation and the sampler's ``(N,)`` temporaries (a uniform
+draw and two int64 indices). Measured as above: about 120 bytes per agent."""
+
+
+def total_memory() -> int:
+    """Physical memory of this machine in bytes (0 where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not POSIX
+        return 0
+
+
+def _check_memory(N: int, per_agent: int, kind: str) -> None:
+    """Refuse ``N`` agents whose estimated memory exceeds the machine's, naming ``agents``."""
+    need, have = N * per_agent, total_memory()
+    if have and need > have:
+        other = ("; vector_env needs about "
+                 f"{VECTOR_BYTES_PER_AGENT} bytes per agent" if kind == "parallel_env" else "")
+        raise ConfigError("agents", f"{N:,} agents need about {need / 2**30:,.1f} GiB in "
+                          f"{kind} (about {per_agent} bytes per agent) but this machine has "
+                          f"{have / 2**30:,.1f} GiB; allowed: at most {have // per_agent:,} "
+                          f"agents{other}")
+
+
 def _setup(config: ConfigLike, w: Any, modifier: ModifierLike | None
            ) -> tuple[Game, Any, ThetaLike, Array | None]:
     """``(game, modifier, theta, w)`` from what a user passes to the factories."""
-    cfg = config if isinstance(config, Config) else load_config(config)
+    if isinstance(config, Config):
+        cfg = config
+    elif isinstance(config, (dict, str, Path)):
+        cfg = load_config(config)
+    else:
+        raise ConfigError("config", "expected a mapping, a YAML path or a crowdsteer Config; "
+                          f"got {type(config).__name__}")
     game = build_game(cfg)
     mod = None
+    if w is not None and modifier is None and cfg["modifier"] is None:
+        raise ConfigError("w", "given, but there is no modifier to apply it to: pass "
+                          "modifier= (a family name, a section mapping or a built modifier) "
+                          "or add a modifier section to the config")
     if modifier is not None or w is not None:
         mod = _build_modifier(modifier, game, cfg)
     if w is None:
         return game, mod, None, None
-    w = np.asarray(w, dtype=float)
+    w = check_w(w, mod.n_params)
     return game, mod, mod.theta(w), w
+
+
+def check_w(w: Any, n_params: int) -> Array:
+    """``w`` as a finite float ``(n_params,)`` array, or a :class:`ConfigError` naming ``w``."""
+    try:
+        arr = np.asarray(w, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError("w", f"expected {n_params} numbers, got {type(w).__name__} "
+                          f"({exc})") from None
+    if arr.shape != (n_params,):
+        raise ConfigError("w", f"expected {n_params} numbers (the modifier's n_params), got "
+                          f"shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ConfigError("w", "contains NaN or infinite values; allowed: finite numbers")
+    return arr
 
 
 def _is_family(modifier: Any) -> bool:
@@ -210,25 +272,27 @@ def _is_family(modifier: Any) -> bool:
 
 
 def _build_modifier(spec: ModifierLike | None, game: Game, config: Config | None = None) -> Any:
-    """A modifier object from ``None`` (the config's ``modifier`` section; default
-    ``power_series``), a family name, a section mapping, or an already built modifier."""
+    """A modifier object from ``None`` (the config's ``modifier`` section, which must then
+    exist), a family name, a section mapping, or an already built modifier."""
     if spec is not None and _is_family(spec):
         return spec
     if spec is None:
         cfg = config if config is not None else Config()
         if cfg["modifier"] is None:
-            cfg = cfg.replace("modifier", validate_section("modifier", None))
+            raise ConfigError("modifier", "the config has no modifier section; pass modifier= "
+                              "(a family name, a section mapping or a built modifier)")
     elif isinstance(spec, (str, Mapping)):
         cfg = (config or Config()).replace("modifier", validate_section("modifier", spec))
     else:
-        raise TypeError(f"modifier must be a registered family (name, section mapping or built "
-                        f"modifier); got {type(spec).__name__}")
+        raise ConfigError("modifier", "expected a registered family (a name, a section "
+                          f"mapping or a built modifier); got {type(spec).__name__}")
     return build(cfg, "modifier", game=game)
 
 
-def _agents(agents: int) -> int:
+def _agents(agents: int, per_agent: int, kind: str) -> int:
     if isinstance(agents, bool) or not isinstance(agents, (int, np.integer)) or agents < 1:
         raise ConfigError("agents", f"must be a whole number >= 1, got {agents!r}")
+    _check_memory(int(agents), per_agent, kind)
     return int(agents)
 
 
@@ -260,14 +324,23 @@ def parallel_env(config: ConfigLike, agents: int = 100, w: Any = None,
     modifier
         The family that turns ``w`` into ``Theta``: a name (``"rbf"``), a section mapping
         (``{"name": "rbf", "centers": 2}``) or a built modifier; default: the config's
-        ``modifier`` section (``power_series`` when it has none).
+        ``modifier`` section (``w`` without either is refused: no modifier is made up).
+
+    Raises
+    ------
+    ConfigError
+        Naming the argument: ``config`` of the wrong type or not valid, ``agents`` not a
+        whole number >= 1 or needing more memory than the machine has (an estimate of
+        :data:`PARALLEL_BYTES_PER_AGENT` bytes per agent against the physical memory),
+        ``w`` of the wrong length or not finite, ``modifier`` of the wrong type or missing.
 
     Returns
     -------
     :class:`CrowdParallelEnv`; it passes ``pettingzoo.test.parallel_api_test``.
     """
+    N = _agents(agents, PARALLEL_BYTES_PER_AGENT, "parallel_env")
     game, mod, theta, w = _setup(config, w, modifier)
-    return CrowdParallelEnv(game, _agents(agents), theta, mod, w)
+    return CrowdParallelEnv(game, N, theta, mod, w)
 
 
 def vector_env(config: ConfigLike, agents: int = 100, w: Any = None,
@@ -279,8 +352,9 @@ def vector_env(config: ConfigLike, agents: int = 100, w: Any = None,
     env resets all of them on the step after the last (``autoreset_mode`` ``NEXT_STEP``).
     Arguments as for :func:`parallel_env`.
     """
+    N = _agents(agents, VECTOR_BYTES_PER_AGENT, "vector_env")
     game, mod, theta, w = _setup(config, w, modifier)
-    return CrowdVectorEnv(game, _agents(agents), theta, mod, w)
+    return CrowdVectorEnv(game, N, theta, mod, w)
 
 
 # --------------------------------------------------------------------------- PettingZoo
@@ -365,13 +439,13 @@ class CrowdParallelEnv(ParallelEnv):
             raise RuntimeError("the episode is over (or never started): call reset()")
         if len(actions) != self.N:
             missing = [a for a in self.possible_agents if a not in actions]
-            raise ValueError(f"actions must give one action per agent ({self.N}); "
+            raise ConfigError("actions", f"must give one action per agent ({self.N}); "
                              + (f"missing: {', '.join(missing[:5])}" if missing else
                                 f"unknown agents given: {len(actions) - self.N}"))
         try:
             picked = self._pick(actions)
         except KeyError as exc:
-            raise ValueError(f"no action for {exc.args[0]}") from None
+            raise ConfigError("actions", f"no action for {exc.args[0]}") from None
         raw = np.asarray(picked if self.N > 1 else (picked,))
         a = check_actions(self.game, self.states, raw)
         step = population_step(self.game, self.theta, self.t, self.states, a, self._rng)
@@ -539,7 +613,13 @@ class ModifiedRewards(ParallelEnv):
 
     @w.setter
     def w(self, value: Any) -> None:
-        self._w = np.asarray(value, dtype=float)
+        if self._family:
+            self._w = check_w(value, self.modifier.n_params)
+        else:
+            try:
+                self._w = np.asarray(value, dtype=float)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError("w", f"expected numbers ({exc})") from None
         self.theta = self.modifier.theta(self._w) if self._family else None
 
     @property
@@ -657,6 +737,8 @@ def modify_rewards(env: ParallelEnv, modifier: ModifierLike | UserModifier, w: A
                               "modifiers.get(name)(config, game)")
         modifier = _build_modifier(modifier, game)
     elif not (_is_family(modifier) or callable(modifier)):
-        raise TypeError("modifier must be a registered family or a callable "
-                        f"(observation, action, w) -> float; got {type(modifier).__name__}")
+        raise ConfigError("modifier", "expected a registered family or a callable "
+                          f"(observation, action, w) -> float; got {type(modifier).__name__}")
+    if not (callable(getattr(env, "reset", None)) and callable(getattr(env, "step", None))):
+        raise ConfigError("env", f"expected a PettingZoo ParallelEnv, got {type(env).__name__}")
     return ModifiedRewards(env, modifier, w, locate)

@@ -26,3 +26,7 @@ class ConfigError(CrowdsteerError, ValueError):
 
 class DivergenceError(CrowdsteerError, FloatingPointError):
     """An inner solve produced NaN or overflow."""
+
+
+class CrowdsteerWarning(UserWarning):
+    """Something will work but slowly or poorly; the CLI prints it as one line."""

@@ -6,9 +6,11 @@ With a model-free learner the distribution is that of the ``N`` simulated agents
 (``Solution.mu_sample``), so J is noisy, as in the paper; with ``exact`` it is the
 mean field.
 
-The empirical KL of ``N`` agents has a floor: even agents that sample exactly from
-the target give ``E[KL] ~ (S_+ - 1) / (2 N)`` nats per step (``S_+`` the support
-size; the bias of the plug-in estimator of the divergence, Miller 1955).
+The empirical KL of ``N`` agents sampled independently from the target itself is about
+``(S_+ - 1) / (2 N)`` nats per step (``S_+`` the support size; the bias of the plug-in
+estimator of the divergence, Miller 1955): :func:`kl_floor` gives that approximation,
+:func:`iid_sample_kl` the Monte-Carlo value. Neither is a floor for learning agents, whose
+positions are not independent draws: a coordinated population can land closer.
 """
 
 from __future__ import annotations
@@ -44,8 +46,31 @@ def kl_divergence(p: Array, q: Array) -> Array:
 
 
 def kl_floor(S_plus: int, N: int, T: int) -> float:
-    """Expected empirical KL of ``N`` exact samples, summed over ``T`` steps: ``T (S+ - 1)/(2N)``."""
+    """Approximate KL of ``N`` iid draws from the target, summed over ``T`` steps:
+    ``T (S+ - 1)/(2N)`` (Miller 1955; accurate when ``N`` is much larger than ``S+``)."""
     return T * (S_plus - 1) / (2 * N)
+
+
+def iid_sample_kl(target: Array, N: int, rng: np.random.Generator,
+                  samples: int = 200) -> tuple[float, float]:
+    """KL of ``N`` agents drawn iid from the target, summed over steps: ``(mean, std)``.
+
+    Each step's histogram of ``N`` independent draws from ``target_t`` is compared with
+    ``target_t`` (``samples`` Monte-Carlo repetitions). This is what perfectly placed but
+    *independent* agents would score; it is not a floor: agents that coordinate (the
+    learners' populations are not iid) can land closer to the target than this. About
+    :func:`kl_floor` when ``N`` is much larger than the support.
+
+    >>> m, _ = iid_sample_kl(np.full((1, 10), 0.1), 10_000, np.random.default_rng(0))
+    >>> abs(m - kl_floor(10, 10_000, 1)) < 1e-4
+    True
+    """
+    T = target.shape[0]
+    total = np.zeros(samples)
+    for t in range(T):
+        counts = rng.multinomial(N, target[t], size=samples) / N     # (samples, S)
+        total += kl_divergence(counts, target[t][None, :])
+    return float(total.mean()), float(total.std())
 
 
 class TargetSpec(FieldSpec):
@@ -127,6 +152,33 @@ class Payoff:
         return Measure(float(value), kl, wf, mm)
 
 
+    def gradient(self, game: Game, mu: Array) -> Array:
+        """``dJ / d mu`` ``(T, S)`` of J measured on the mean field ``mu`` (exact learner).
+
+        .. math::
+
+            \\frac{\\partial}{\\partial \\mu_t} \\sum_t KL(\\mu_t \\| M_t) = \\log\\frac{\\mu_t}{M_t} + 1,
+            \\qquad
+            \\frac{\\partial}{\\partial \\mu_t} \\sum_t \\mu_t \\cdot r_t(\\mu_t)
+            = r_t(\\mu_t) + \\Big(\\frac{\\partial r_t}{\\partial \\mu_t}\\Big)^\\top \\mu_t.
+
+        States with no mass get 0 in the KL derivative (no agent can be moved there at first
+        order when none can reach them). ``maxmin`` (a minimum over start states) has no
+        gradient where the worst-off state switches: it is refused.
+        """
+        from crowdsteer.adjoint import GradientError, reward_vjp
+
+        if self.name == "kl":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.where(mu > 0, np.log(mu / self.target) + 1.0, 0.0)
+        if self.name == "welfare":
+            return np.stack([game.reward(t, mu[t]) + reward_vjp(game, t, mu[t], mu[t])
+                             for t in range(game.T)])
+        raise GradientError(f"objective {self.name} has no gradient (the worst-off agent "
+                            "switches between states); use objective welfare or kl, or "
+                            "optimiser bo")
+
+
 def rollout(game: Game, pi: Array, N: int, rng: np.random.Generator) -> Array:
     """Empirical ``(T, S)`` distribution of ``N`` agents playing ``pi`` from ``mu0``."""
     from crowdsteer.learners.simulate import sample_actions, sample_states, sample_step
@@ -142,6 +194,8 @@ def rollout(game: Game, pi: Array, N: int, rng: np.random.Generator) -> Array:
 
 def worst_off(game: Game, pi: Array, mu: Array) -> float:
     """Lowest intrinsic return ``V^pi_0(s)`` among occupied starting states (mean field)."""
+    if hasattr(game, "worst_off"):  # road networks: the worst-off pair's time
+        return game.worst_off(mu)
     V0 = evaluate(game, pi, reward_table(game, mu), 0.0).V[0]
     return float(V0[game.mu0 > 0].min())
 

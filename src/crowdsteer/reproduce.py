@@ -18,6 +18,7 @@ import numpy as np
 
 from crowdsteer import rundir
 from crowdsteer.config import load_config
+from crowdsteer.errors import ConfigError
 from crowdsteer.metaagent import RunResult, run
 
 
@@ -36,7 +37,7 @@ class Reproduction:
                 "best_mean": float(np.mean(best)), "best_min": float(np.min(best)),
                 "best_max": float(np.max(best)),
                 "seconds": float(sum(r.seconds for r in self.runs)),
-                "kl_floor": self.runs[0].kl_floor}
+                "iid_sample_kl": self.runs[0].iid_sample_kl}
 
 
 def reproduce(configs: list[Path], out: Path, runs: int = 4, simulations: int | None = 100,
@@ -46,6 +47,7 @@ def reproduce(configs: list[Path], out: Path, runs: int = 4, simulations: int | 
     from crowdsteer.report.plots import write_reproduction_plot
 
     out = Path(out)
+    check_folders(configs, out, runs, force)
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for path in configs:
@@ -69,3 +71,25 @@ def reproduce(configs: list[Path], out: Path, runs: int = 4, simulations: int | 
         results.append(Reproduction(name, tuple(done), plot))
     rundir.write_json(out / "summary.json", {r.name: r.summary() for r in results})
     return results
+
+
+def check_folders(configs: list[Path], out: Path, runs: int, force: bool) -> None:
+    """Refuse, before any run starts, run folders that hold another run (unless ``force``)
+    and two configs whose runs would share folders (``out/NAME/run_K``, ``NAME`` the file
+    name without its suffix). ``reproduce`` has no ``--resume``: a used folder is either
+    overwritten (``--force``) or another ``--out`` is chosen."""
+    seen: dict[str, Path] = {}
+    for path in configs:
+        name = Path(path).stem
+        if name in seen:
+            raise ConfigError("configs", f"{seen[name]} and {path} would both write "
+                              f"{out / name}; give the configs different file names")
+        seen[name] = Path(path)
+        if force:
+            continue
+        for k in range(runs):
+            folder = out / name / f"run_{k}"
+            held = [m for m in rundir.MARKERS if (folder / m).exists()]
+            if held:
+                raise ConfigError("--out", f"{folder} already holds a run ({held[0]}); pass "
+                                  "--force to overwrite it, or choose another --out")

@@ -29,6 +29,7 @@ class SolveResult:
         s = self.solution
         return {
             "exploitability": s.exploitability,
+            "exploitability_estimate": s.estimate,  # the learner's own (model-free) view
             "welfare": self.welfare,
             "iterations": s.iterations,
             "seconds": s.seconds,
@@ -37,6 +38,7 @@ class SolveResult:
             "T": self.game.T,
             "S": self.game.S,
             "A": self.game.A,
+            **(s.network_summary() if hasattr(s, "network_summary") else {}),
         }
 
 
@@ -50,6 +52,9 @@ def solve(config: Config | dict | str | Path, theta: ThetaLike = None,
     if not isinstance(config, Config):
         config = load_config(config)
     game = build_game(config)
+    from crowdsteer.games.network import check_learner
+
+    check_learner(game, config["learner"].name)
     learner = build(config, "learner")
     rng = np.random.default_rng(config.seed)
     sol = learner.solve(game, theta, rng=rng, progress=progress)
@@ -62,11 +67,16 @@ def grid(game: Any, per_state: Array) -> Array:
     return per_state.reshape(per_state.shape[0], *shape) if shape else per_state
 
 
-def write(result: SolveResult, out: Path) -> None:
-    """Write summary.json, mu.npy ``(T, h, w)``, pi.npy ``(T, S, A)`` and mu.png to ``out``."""
+def write(result: SolveResult, out: Path) -> list[str]:
+    """Write summary.json, mu.npy ``(T, h, w)``, pi.npy ``(T, S, A)`` and mu.png to ``out``
+    (road networks: flows.csv, summary.json, map.png); returns the names written."""
     from crowdsteer.report.plots import heatmap_grid
 
     out = Path(out)
+    if hasattr(result.game, "solve_equilibrium"):
+        from crowdsteer.report.network import write_solve
+
+        return write_solve(result, out)
     rundir.save_npy(out / "mu.npy", grid(result.game, result.solution.mu))
     rundir.save_npy(out / "pi.npy", result.solution.pi)
     rows = [("mean field", grid(result.game, result.solution.mu))]
@@ -74,3 +84,4 @@ def write(result: SolveResult, out: Path) -> None:
         rows.append((f"{result.solution.agents} agents", grid(result.game, result.solution.mu_sample)))
     heatmap_grid(rows, out / "mu.png", title="distribution of agents per step")
     rundir.write_json(out / "summary.json", result.summary())
+    return ["summary.json", "mu.npy", "pi.npy", "mu.png"]

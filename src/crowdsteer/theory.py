@@ -106,7 +106,10 @@ def _policy(mass: Array) -> Array:
 def continuity(game: Game, modifier: Any, w: Array, rng: np.random.Generator,
                tau: float = 0.2, steps: tuple[float, ...] = (1e-1, 1e-2, 1e-3)
                ) -> tuple[float, bool]:
-    solver = ExactSolver(ExactConfig(temperature=tau, tolerance=1e-11, max_iterations=20000))
+    if hasattr(game, "solve_equilibrium"):  # road networks: Wardrop's link flows are unique
+        solver = ExactSolver(ExactConfig(relative_gap=1e-10, max_iterations=20000))
+    else:
+        solver = ExactSolver(ExactConfig(temperature=tau, tolerance=1e-11, max_iterations=20000))
     base = solver.solve(game, modifier.theta(w)).mu
     d = rng.normal(size=w.shape)
     d /= np.linalg.norm(d)

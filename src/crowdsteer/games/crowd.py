@@ -25,7 +25,8 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from crowdsteer.config_base import Strict, load_npy
+from crowdsteer import guards
+from crowdsteer.config_base import Strict, check_values, load_npy
 from crowdsteer.errors import ConfigError
 from crowdsteer.games.base import AnyMove, SparseMoves, Transition, games
 
@@ -134,8 +135,12 @@ def grid_field(spec: FieldSpec, T: int, height: int, width: int, field_name: str
             )
         c = np.asarray(centers, dtype=float)  # (T, 2)
         dist2 = (rows[None, :] - c[:, :1]) ** 2 + (cols[None, :] - c[:, 1:]) ** 2
-        out += bump.height * np.exp(-dist2 / (2 * bump.width**2))
-    return out
+        w2 = 2 * bump.width**2
+        with np.errstate(over="ignore", under="ignore"):
+            # a width whose square underflows is a spike at the center, not 0 / 0 there
+            z = dist2 / w2 if w2 > 0 else np.where(dist2 > 0, np.inf, 0.0)
+            out += bump.height * np.exp(-z)
+    return check_values(out, field_name + ".bumps")
 
 
 def local_moves(height: int, width: int, noise: float) -> SparseMoves:
@@ -231,6 +236,7 @@ def _kernel_1d(n: int, radius: float) -> Array:
 def build(cfg: CrowdConfig, base_dir: Path | None = None, field_name: str = "game") -> CrowdGame:
     """Build a :class:`CrowdGame` from its validated config section."""
     h, w, T = cfg.height, cfg.width, cfg.horizon
+    guards.check_crowd(h, w, T, cfg.moves, cfg.noise)
     S = h * w
     if cfg.initial == "uniform":
         mu0 = np.full(S, 1.0 / S)
@@ -242,8 +248,10 @@ def build(cfg: CrowdConfig, base_dir: Path | None = None, field_name: str = "gam
         mu0 = check_distribution(arr.ravel(), f"{field_name}.initial", allow_zeros=True)
     d = grid_field(cfg.desirability, T, h, w, f"{field_name}.desirability", base_dir)
     transition = AnyMove(S) if cfg.moves == "any" else local_moves(h, w, cfg.noise)
-    return CrowdGame(h, w, T, d, mu0, transition, cfg.congestion.kind, cfg.congestion.strength,
+    game = CrowdGame(h, w, T, d, mu0, transition, cfg.congestion.kind, cfg.congestion.strength,
                      cfg.congestion.radius)
+    guards.check_horizon(game, f"{field_name}.horizon")
+    return game
 
 
 build.config = CrowdConfig  # type: ignore[attr-defined]

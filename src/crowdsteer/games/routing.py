@@ -64,6 +64,7 @@ from pydantic import ConfigDict, Field, model_validator
 from crowdsteer.config_base import Strict
 from crowdsteer.errors import ConfigError
 from crowdsteer.games.base import SparseMoves, Transition, games
+from crowdsteer.games.network import NetworkConfig, NetworkGame, build_network
 
 Array = np.ndarray
 
@@ -129,15 +130,32 @@ class Demand(_Endpoints):
 
 
 class RoutingConfig(Strict):
-    """The ``game`` section for ``name: routing``."""
+    """The ``game`` section for ``name: routing``: either a small network given by its
+    ``edges`` and ``demand`` (paths enumerated), or a road ``network`` read from TNTP files
+    (link-based, :mod:`crowdsteer.games.network`); exactly one of the two."""
 
     name: Literal["routing"] = "routing"
-    edges: list[Edge] = Field(min_length=1)
+    edges: Annotated[list[Edge], Field(min_length=1)] | None = None
     """The network: ``{from, to, latency: {kind, a, b, p}, name}`` per edge."""
-    demand: list[Demand] = Field(min_length=1)
-    """Origin-destination pairs: ``{from, to, amount}``."""
+    demand: Annotated[list[Demand], Field(min_length=1)] | None = None
+    """Origin-destination pairs: ``{from, to, amount}`` (with ``edges``)."""
     max_paths: Annotated[int, Field(gt=0)] = 10_000
     """Refuse networks with more simple paths than this (their number grows exponentially)."""
+    network: NetworkConfig | None = None
+    """``{net, trips, node, toll_weight, distance_weight}``: TNTP files (instead of
+    ``edges``)."""
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "RoutingConfig":
+        if (self.edges is None) == (self.network is None):
+            raise ValueError("give exactly one of 'edges' (with 'demand') or 'network' "
+                             "(TNTP files)")
+        if self.edges is not None and self.demand is None:
+            raise ValueError("'edges' needs 'demand': [{from, to, amount}, ...]")
+        if self.network is not None and self.demand is not None:
+            raise ValueError("with 'network' the demand comes from its trips file; remove "
+                             "'demand'")
+        return self
 
 
 @dataclass(frozen=True, eq=False)
@@ -296,8 +314,12 @@ def simple_paths(out_edges: dict[str, list[int]], heads: list[str], origin: str,
 
 @games.register("routing")
 def build(cfg: RoutingConfig, base_dir: Path | None = None,
-          field_name: str = "game") -> RoutingGame:
-    """Build a :class:`RoutingGame`: check the network, enumerate each pair's simple paths."""
+          field_name: str = "game") -> RoutingGame | NetworkGame:
+    """Build a :class:`RoutingGame` (``edges``: check the network, enumerate each pair's
+    simple paths) or a :class:`~crowdsteer.games.network.NetworkGame` (``network``)."""
+    if cfg.network is not None:
+        return build_network(cfg.network, base_dir, f"{field_name}.network")
+    assert cfg.edges is not None and cfg.demand is not None
     nodes: list[str] = []
     out_edges: dict[str, list[int]] = {}
     for i, e in enumerate(cfg.edges):

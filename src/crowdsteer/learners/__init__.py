@@ -1,6 +1,6 @@
 """Registered learners: how the agents reach an equilibrium."""
 
 from crowdsteer.learners.base import Learner, Solution, learners
-from crowdsteer.learners import exact, independent, sampled_fp  # noqa: F401  (registration)
+from crowdsteer.learners import exact, independent, routes, sampled_fp  # noqa: F401  (registration)
 
 __all__ = ["Learner", "Solution", "learners"]

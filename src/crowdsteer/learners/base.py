@@ -40,9 +40,14 @@ class Solution:
     agents
         Number of simulated agents (0 for the exact solver).
     history
-        The stopping statistic after each iteration: exploitability (exact, and the
-        fictitious_play learner's estimate from its pooled experience) or policy change
-        (independent learners).
+        A statistic after each iteration: the exploitability (exact), the fictitious_play
+        learner's estimate of it from its pooled experience, or the change of the
+        population policy (independent learners).
+    estimate
+        The learner's own, model-free estimate of the exploitability when it stopped
+        (from the agents' experience, not the model; ``None`` for the exact solver, whose
+        ``exploitability`` is computed with the model throughout). Shown next to the
+        certificate ``exploitability`` so that the two can be compared.
     """
 
     pi: Array
@@ -54,6 +59,7 @@ class Solution:
     mu_sample: Array | None = None
     agents: int = 0
     history: Array = field(default_factory=lambda: np.zeros(0))
+    estimate: float | None = None
 
 
 class Learner(Protocol):

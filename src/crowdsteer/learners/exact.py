@@ -30,6 +30,7 @@ import numpy as np
 from pydantic import Field
 from scipy.special import softmax
 
+from crowdsteer import guards
 from crowdsteer.config_base import Strict
 from crowdsteer.equilibrium import best_response, evaluate, mean_field, state_before
 from crowdsteer.games.base import Game, ThetaLike, reward_table
@@ -53,6 +54,9 @@ class ExactConfig(Strict):
     """``omd``: online mirror descent; ``fp``: fictitious play."""
     learning_rate: Annotated[float, Field(gt=0)] | None = None
     """Initial OMD step ``eta`` (adapted as it runs); default :func:`default_rate`."""
+    relative_gap: Annotated[float, Field(gt=0, lt=1)] | None = None
+    """Road networks (``routing`` with ``network:``): stop at this relative gap (default
+    1e-6); ``tolerance``, ``method`` and ``learning_rate`` do not apply there."""
 
 
 def default_rate(tau: float) -> float:
@@ -69,7 +73,12 @@ class ExactSolver:
     def solve(self, game: Game, theta: ThetaLike = None, rng: np.random.Generator | None = None,
               progress: Progress | None = None) -> Solution:
         cfg = self.config
+        if hasattr(game, "solve_equilibrium"):  # road networks: the link-based engine
+            return game.solve_equilibrium(theta, relative_gap=cfg.relative_gap or 1e-6,
+                                          max_iterations=cfg.max_iterations,
+                                          progress=progress, temperature=cfg.temperature)
         run = _omd if cfg.method == "omd" else _fp
+        guards.check_solve(game, cfg)
         return run(game, theta, cfg, progress)
 
 

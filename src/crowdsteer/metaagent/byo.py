@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -11,14 +10,16 @@ from typing import Any
 
 import numpy as np
 
-from crowdsteer import rundir
+from crowdsteer import faults, guards, rundir
 from crowdsteer.errors import ConfigError, DivergenceError
-from crowdsteer.executors import Executor, ExecutorConfig, make_executor
+from crowdsteer.executors import Executor, ExecutorConfig, check_picklable, make_executor
 from crowdsteer.metaagent.evaluation import Outcome
 from crowdsteer.metaagent.loop import Problem, drive
 from crowdsteer.metaagent.results import RunResult, summary
+from crowdsteer.metaagent.runner import check_out
 from crowdsteer.metaagent.study import (
-    baseline_trial, best_trial_of, history as run_history, open_study, outcome,
+    baseline_trial, begin, best_trial_of, evaluation_number, history as run_history, outcome,
+    storage_errors, storage_for,
 )
 from crowdsteer.optimisers import OptimiserConfig
 
@@ -86,47 +87,73 @@ def optimise(evaluate: Callable[[Array, int], Any], n_params: int,
     from crowdsteer.config_base import validate
 
     start = time.perf_counter()
+    if not callable(evaluate):
+        raise ConfigError("evaluate", f"must be a function evaluate(w, seed), got "
+                          f"{type(evaluate).__name__}")
+    n_params = _whole(n_params, "n_params", 1)
+    seed = _whole(seed, "seed", 0)
     opt = optimiser if isinstance(optimiser, OptimiserConfig) else validate(
         OptimiserConfig, optimiser or {}, "optimiser")
+    if opt.name == "gradient":
+        raise ConfigError("optimiser.name", "gradient needs the game's model (the exact "
+                          "learner); around your own evaluate only J is seen: use auto or bo")
+    if opt.name == "auto":  # no hypergradients through a user's evaluate
+        opt = opt.model_copy(update={"name": "bo"})
     if direction not in ("minimize", "maximize"):
         raise ConfigError("direction", f"allowed: minimize, maximize; got {direction!r}")
-    lo, hi = bounds
+    try:
+        lo, hi = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise ConfigError("bounds", f"expected (lo, hi), two numbers; got {bounds!r}") from None
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise ConfigError("bounds", f"must be finite numbers; got ({lo}, {hi})")
     if not lo <= 0 <= hi or lo >= hi:
-        raise ConfigError("bounds", f"needs lo < hi with 0 inside (the baseline); got {bounds}")
-    if n_params <= 0:
-        raise ConfigError("n_params", f"must be > 0, got {n_params}")
+        raise ConfigError("bounds", f"needs lo < hi with 0 inside (the baseline); got ({lo}, {hi})")
     if isinstance(executor, dict):
         executor = validate(ExecutorConfig, executor, "executor")
     own = executor is None or isinstance(executor, ExecutorConfig)
     runner = make_executor(executor) if own else executor
-    spec = {"n_params": n_params, "bounds": [float(lo), float(hi)], "direction": direction,
+    check_picklable(evaluate, "evaluate", runner, opt.timeout)
+    spec = {"n_params": n_params, "bounds": [lo, hi], "direction": direction,
             "seed": seed, "optimiser": opt.model_dump(mode="json")}
-    if out is not None:
-        out = rundir.prepare(Path(out), force=force, resume=resume)
-        saved = out / "problem.json"
-        if resume and saved.exists() and json.loads(saved.read_text()) != spec:
-            raise ConfigError("--resume", f"the problem differs from the one in {saved}")
-        rundir.write_json(saved, spec)
-    study = open_study(direction, opt.storage, out, resume)
+    out = check_out(out)
+    store = storage_for(opt.storage, opt.study, out)
+    guards.check_optimiser(opt.name, n_params, opt.evaluations, in_memory=store.url is None,
+                           field="n_params")
     seeds = [int(np.random.SeedSequence([seed, r]).generate_state(1)[0])
              for r in range(opt.repeats)]
-    problem = Problem(n_params, (float(lo), float(hi)), direction, seed, opt, _user_task,
+    problem = Problem(n_params, (lo, hi), direction, seed, opt, _user_task,
                       lambda w, r: (evaluate, w, seeds[r]), _combine_user)
-    drive(problem, study, runner, out, progress, close=own)
+    with rundir.claimed(out), storage_errors(store):
+        study = begin(store, out, direction, spec, "problem.json", resume, force)
+        drive(problem, study, runner, out, progress, close=own, own=store.own)
+        return _result(study, problem, out, time.perf_counter() - start)
+
+
+def _whole(x: Any, field: str, least: int) -> int:
+    if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < least:
+        raise ConfigError(field, f"must be a whole number >= {least}, got {x!r}")
+    return int(x)
+
+
+def _result(study: Any, problem: Problem, out: Path | None, seconds: float) -> RunResult:
+    n_params, direction, opt = problem.n_params, problem.direction, problem.optimiser
     base_trial = baseline_trial(study)
     best_trial = best_trial_of(study, direction, problem.constrained)
     history = run_history(study)
     result = RunResult(outcome(base_trial, n_params), outcome(best_trial, n_params),
-                       best_trial.number, len(history), direction, history,
-                       time.perf_counter() - start, out)
+                       evaluation_number(study, best_trial), len(history), direction, history,
+                       seconds, out)
+    faults.point("finish")
     if out is not None:
         rundir.write_json(out / "result.json", {
             "objective": {"name": "J", "direction": direction},
             "baseline": summary(result.baseline),
             "best": {**summary(result.best), "trial": result.best_trial},
-            "evaluations": result.evaluations, "kl_floor": None, "learner": "user",
+            "evaluations": result.evaluations, "iid_sample_kl": None, "learner": "user",
             "modifier": f"{n_params} parameters", "optimiser": opt.name,
             "seconds": result.seconds})
+        faults.point("report")
         from crowdsteer.report.html import write_report
 
         write_report(out)

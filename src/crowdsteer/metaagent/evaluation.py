@@ -75,7 +75,10 @@ class Setup:
 
 
 def setup(config: Config) -> Setup:
+    from crowdsteer.games.network import check_learner
+
     game = build_game(config)
+    check_learner(game, config["learner"].name)
     learner = build(config, "learner")
     modifier = build(config, "modifier", game=game)
     obj_cfg = config["objective"] or ObjectiveConfig(name="welfare")
@@ -91,6 +94,8 @@ def setup(config: Config) -> Setup:
 
 def net_transfer(game: Any, sol: Solution, theta: Any) -> float:
     """``sum_t sum_{s,a} m_t(s) pi_t(s, a) Theta_t(s, a; mu_t)`` with ``m_t`` the mass before step t."""
+    if hasattr(game, "net_transfer"):  # road networks: tolls per link, not a (T, S, A) table
+        return game.net_transfer(sol, theta)
     before = state_before(game, sol.mu)
     total = 0.0
     for t in range(game.T):
@@ -99,10 +104,15 @@ def net_transfer(game: Any, sol: Solution, theta: Any) -> float:
     return total
 
 
-def solve_at(s: Setup, w: Array, repeat: int) -> Solution:
-    """One inner solve at ``w`` with the seed of ``repeat`` (shared by every ``w``)."""
+def solve_at(s: Setup, w: Array, repeat: int, init: Solution | None = None,
+             theta: Any = None) -> Solution:
+    """One inner solve at ``w`` with the seed of ``repeat`` (shared by every ``w``), warm-started
+    from ``init`` (an earlier solution) when given."""
     rng = np.random.default_rng(np.random.SeedSequence([s.config.seed, repeat]))
-    return s.learner.solve(s.game, s.modifier.theta(w), rng=rng)
+    theta = s.modifier.theta(w) if theta is None else theta
+    if init is None:
+        return s.learner.solve(s.game, theta, rng=rng)
+    return s.learner.solve(s.game, theta, rng=rng, init=init)
 
 
 @dataclass(frozen=True)
@@ -120,7 +130,7 @@ class Sample:
     iterations: int
 
 
-def evaluate_once(s: Setup, w: Array, repeat: int) -> Sample:
+def evaluate_once(s: Setup, w: Array, repeat: int, init: Solution | None = None) -> Sample:
     """Solve the game modified at ``w`` with the seed of ``repeat`` and measure J.
 
     Raises
@@ -129,12 +139,18 @@ def evaluate_once(s: Setup, w: Array, repeat: int) -> Sample:
         The inner loop produced NaN or overflow, or (with ``require_convergence``) did not
         converge within ``max_iterations``.
     """
+    return measured(s, w, repeat, init)[0]
+
+
+def measured(s: Setup, w: Array, repeat: int,
+             init: Solution | None = None) -> tuple[Sample, Solution, Any]:
+    """:func:`evaluate_once` that also returns the solution and the modifier term."""
     start = time.perf_counter()
     w = np.asarray(w, dtype=float)
     theta = s.modifier.theta(w)
     with np.errstate(over="raise", invalid="raise", divide="ignore"):
         try:
-            sol = solve_at(s, w, repeat)
+            sol = solve_at(s, w, repeat, init, theta)
         except FloatingPointError as exc:
             raise DivergenceError(f"the inner loop overflowed ({exc})") from None
     rng = np.random.default_rng(np.random.SeedSequence([s.config.seed, repeat, 1]))
@@ -144,9 +160,10 @@ def evaluate_once(s: Setup, w: Array, repeat: int) -> Sample:
     if s.optimiser.require_convergence and not sol.converged:
         raise DivergenceError(f"no convergence within max_iterations = {sol.iterations} "
                               f"(exploitability {sol.exploitability:.3g})")
-    return Sample(m.objective, m.kl, m.welfare, m.maxmin, sol.exploitability,
-                  net_transfer(s.game, sol, theta), time.perf_counter() - start,
-                  sol.converged, sol.iterations)
+    sample = Sample(m.objective, m.kl, m.welfare, m.maxmin, sol.exploitability,
+                    net_transfer(s.game, sol, theta), time.perf_counter() - start,
+                    sol.converged, sol.iterations)
+    return sample, sol, theta
 
 
 def combine(w: Array, samples: list[Sample]) -> Outcome:
@@ -163,18 +180,58 @@ def combine(w: Array, samples: list[Sample]) -> Outcome:
         net_transfer=float(np.mean([x.net_transfer for x in samples])),
         seconds=float(sum(x.seconds for x in samples)),
         converged=all(x.converged for x in samples),
-        iterations=int(max(x.iterations for x in samples)))
+        iterations=int(sum(x.iterations for x in samples)))
 
 
-_CACHE: dict[str, Setup] = {}
+class WarmStarts:
+    """The equilibria solved so far in this process, to start the next solve from the one at
+    the closest ``w`` (``init=`` of the learner; ignored by learners without warm starts)."""
+
+    def __init__(self, learner: Any, keep: int = 32, enabled: bool = True) -> None:
+        import inspect
+
+        try:
+            takes_init = "init" in inspect.signature(learner.solve).parameters
+        except (TypeError, ValueError):  # pragma: no cover
+            takes_init = False
+        self.enabled = enabled and takes_init
+        self.keep = keep
+        self._items: list[tuple[Array, int, Solution]] = []
+
+    def closest(self, w: Array, repeat: int = 0) -> Solution | None:
+        items = [(v, sol) for v, r, sol in self._items if r == repeat]
+        if not self.enabled or not items:
+            return None
+        d = [float(np.sum((w - v) ** 2)) for v, _ in items]
+        return items[int(np.argmin(d))][1]
+
+    def add(self, w: Array, sol: Solution, repeat: int = 0) -> None:
+        if self.enabled:
+            self._items.append((np.array(w, dtype=float), repeat, sol))
+            del self._items[:-self.keep]
 
 
-def evaluate_task(task: tuple[dict[str, Any], str, list[float], int]) -> Sample:
-    """Picklable entry point for executors: ``(resolved config, base_dir, w, repeat)``."""
-    raw, base_dir, w, repeat = task
-    key = json.dumps(raw, sort_keys=True) + base_dir
+_CACHE: dict[str, tuple[Setup, WarmStarts]] = {}
+CACHED_RUNS = 4
+"""Setups (and their warm starts) a process keeps: the runs it served most recently."""
+
+
+def evaluate_task(task: tuple[dict[str, Any], str, list[float], int, str]) -> Sample:
+    """Picklable entry point for executors: ``(resolved config, base_dir, w, repeat, run)``.
+
+    The setup is built once per process and run; each evaluation starts from the
+    equilibrium at the closest ``w`` this process has solved for the same run and repeat
+    (``optimiser.warm_starts``), so the rounds of a search cost fewer inner iterations.
+    """
+    raw, base_dir, w, repeat, run_id = task
+    key = f"{run_id}:{base_dir}:{json.dumps(raw, sort_keys=True)}"
     if key not in _CACHE:
-        _CACHE[key] = setup(load_config(raw, Path(base_dir)))
-    return evaluate_once(_CACHE[key], np.asarray(w), repeat)
-
-
+        s = setup(load_config(raw, Path(base_dir)))
+        _CACHE[key] = (s, WarmStarts(s.learner, enabled=s.optimiser.warm_starts))
+        while len(_CACHE) > CACHED_RUNS:
+            del _CACHE[next(iter(_CACHE))]
+    s, warm = _CACHE[key]
+    w = np.asarray(w, dtype=float)
+    sample, sol, _ = measured(s, w, repeat, warm.closest(w, repeat))
+    warm.add(w, sol, repeat)
+    return sample

@@ -9,12 +9,14 @@ from typing import Any
 
 import optuna
 
+from crowdsteer import faults
 from crowdsteer.executors import Executor
 from crowdsteer.metaagent.evaluation import Outcome
 from crowdsteer.metaagent.study import (
-    attrs, best_or_none, finished, reason, tell_failure, write_evaluations,
+    ask, best_or_none, enqueue_baseline, finished, has_baseline, reason, reclaim, tell,
+    tell_failure, write_evaluations,
 )
-from crowdsteer.optimisers import OptimiserConfig, distributions, make_sampler, param_names
+from crowdsteer.optimisers import OptimiserConfig, distributions, make_sampler
 
 
 @dataclass(frozen=True)
@@ -44,49 +46,52 @@ class Problem:
 
 
 def drive(problem: Problem, study: optuna.Study, executor: Executor, out: Path | None,
-          progress: Any = None, close: bool = True) -> None:
+          progress: Any = None, close: bool = True, own: bool = True) -> None:
     """Ask, evaluate (on the executor), tell, until the study holds the baseline plus
-    ``evaluations`` finished evaluations; evaluations.csv is rewritten after every round."""
+    ``evaluations`` finished evaluations; evaluations.csv is rewritten after every round.
+
+    Rounds hold ``batch`` candidates and start at multiples of ``batch`` evaluations, so a
+    resumed run forms the same rounds. A killed run is continued where it stopped (see
+    :func:`~crowdsteer.metaagent.study.reclaim`; ``own``: the study is the run folder's
+    own, used by no other run): the candidates it had stored are evaluated again as they
+    were, and an ask it was in the middle of is asked again with the same seed (the
+    evaluation's index), so the evaluations are those of an uninterrupted run.
+    """
     opt = problem.optimiser
     n = problem.n_params
     dists = distributions(n, problem.bounds)
-    names = param_names(n)
     constraints = ((lambda t: [t.user_attrs.get("net_transfer") or 0.0])
                    if problem.constrained else None)
     total = 1 + opt.evaluations
-    # A killed run leaves trials RUNNING: mark them, and ask the same w again first.
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
-        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-        study.enqueue_trial(dict(t.params), user_attrs={"requeued_from": t.number})
-    if not study.trials:
-        study.enqueue_trial({k: 0.0 for k in names}, user_attrs={"baseline": True})
+    pending = reclaim(study, own)
+    if not has_baseline(study):
+        enqueue_baseline(study, n)
     try:
         while (done := len(finished(study))) < total:
-            q = min(opt.batch, total - done)
-            trials = []
-            for _ in range(q):
-                index = done + len(trials)  # the evaluation this ask will be
+            end = min((done // opt.batch + 1) * opt.batch, total)  # this round's last + 1
+            round_ = pending[:end - done]
+            pending = pending[end - done:]
+            while done + len(round_) < end:
+                index = done + len(round_)  # the evaluation this ask will be
                 study.sampler = make_sampler(opt, problem.seed, index, constraints)
-                trials.append(study.ask(dists))
-            ws = [[t.params[k] for k in names] for t in trials]
+                round_.append(ask(study, dists))
+            faults.point("evaluate")
             R = opt.repeats
-            results = executor.map(problem.task,
-                                   [problem.payload(w, r) for w in ws for r in range(R)])
-            for i, trial in enumerate(trials):
+            tasks = [problem.payload(c.w, r) for c in round_ for r in range(R)]
+            results = (executor.map(problem.task, tasks, timeout=opt.timeout)
+                       if opt.timeout else executor.map(problem.task, tasks))
+            for i, c in enumerate(round_):
                 parts = results[i * R:(i + 1) * R]
                 errors = [p for p in parts if isinstance(p, BaseException)]
                 if errors:
-                    tell_failure(study, trial, reason(errors[0]), problem.direction)
+                    tell_failure(study, c, reason(errors[0]), problem.direction)
                     continue
                 try:
-                    res = problem.combine(ws[i], parts)
+                    res = problem.combine(c.w, parts)
                 except Exception as exc:  # a user's evaluate returned something unusable
-                    tell_failure(study, trial, reason(exc), problem.direction)
+                    tell_failure(study, c, reason(exc), problem.direction)
                     continue
-                for k, v in attrs(res).items():
-                    trial.set_user_attr(k, v)
-                study.tell(trial, res.objective)
+                tell(study, c, res)
             if out is not None:
                 write_evaluations(study, n, out / "evaluations.csv")
             if progress is not None:
@@ -95,5 +100,3 @@ def drive(problem: Problem, study: optuna.Study, executor: Executor, out: Path |
     finally:
         if close:
             executor.close()
-
-

@@ -9,13 +9,16 @@ from typing import Any
 import numpy as np
 import optuna
 
-from crowdsteer import rundir
+from crowdsteer import faults, rundir
 from crowdsteer.learners.base import Solution
-from crowdsteer.metaagent.evaluation import Outcome, Setup, solve_at
+from crowdsteer.errors import CrowdsteerError
+from crowdsteer.metaagent.evaluation import Outcome, Setup, evaluate_once, solve_at
 from crowdsteer.metaagent.study import (
-    baseline_trial, best_trial_of, history as run_history, outcome, write_evaluations,
+    baseline_trial, best_trial_of, evaluation_number, finished, history as run_history,
+    outcome,
+    write_evaluations,
 )
-from crowdsteer.objectives import kl_floor
+from crowdsteer.objectives import iid_sample_kl
 from crowdsteer.solving import grid
 
 Array = np.ndarray
@@ -29,6 +32,8 @@ class RunResult:
     ----------
     baseline, best
         Outcomes at ``w = 0`` and at the best ``w``.
+    best_trial
+        Number of the best evaluation (``0``: the baseline), as in ``evaluations.csv``.
     evaluations
         Finished evaluations (baseline included).
     history
@@ -43,13 +48,28 @@ class RunResult:
     history: tuple[float, ...]
     seconds: float
     out: Path | None = None
-    kl_floor: float | None = None
+    iid_sample_kl: dict[str, Any] | None = None
+    """``{mean, std, agents}``: the KL of ``N`` agents drawn iid from the target (model-free learners with a
+    target): what independent, perfectly placed agents would score; not a floor."""
     best_mu: Array | None = field(default=None, repr=False)
     baseline_mu: Array | None = field(default=None, repr=False)
+    baseline_validation: dict[str, Any] | None = None
+    """J at ``w = 0`` on fresh seeds: ``{mean, std, seeds, values}`` (``validation: M``)."""
+    best_validation: dict[str, Any] | None = None
+    """J at the best ``w`` on the same fresh seeds."""
+    best_mean_field: dict[str, Any] | None = None
+    """The best ``w`` at the exact equilibrium (model-free learners): would fully rational
+    agents do the same? ``{objective, kl, welfare, exploitability, converged}``."""
+    inner_iterations: int = 0
+    """Inner iterations over every evaluation of the run (the final re-solves excluded)."""
+    optimiser: str = ""
+    """The optimiser that ran (what ``auto`` chose)."""
+    evaluation_seconds: tuple[float, ...] = ()
+    """Seconds each finished evaluation spent in the inner loop (and adjoint), in order."""
 
 
 def finish(s: Setup, study: optuna.Study, out: Path | None, constrained: bool,
-           seconds: float) -> RunResult:
+           seconds: float, optimiser_reason: str = "") -> RunResult:
     n = s.modifier.n_params
     direction = s.objective.direction
     base_trial = baseline_trial(study)
@@ -62,13 +82,24 @@ def finish(s: Setup, study: optuna.Study, out: Path | None, constrained: bool,
     def shown(sol: Solution) -> Array:
         return sol.mu_sample if sol.mu_sample is not None else sol.mu
 
-    floor = None
+    iid = None
     agents = mu_best.agents
     if agents and s.objective.target is not None:
-        floor = kl_floor(s.game.S, agents, s.game.T)
+        rng = np.random.default_rng(np.random.SeedSequence([s.config.seed, VALIDATION_SEEDS]))
+        mean, std = iid_sample_kl(s.objective.target, agents, rng)
+        iid = {"mean": mean, "std": std, "agents": agents}
+    model_free = mu_best.mu_sample is not None
+    M = s.optimiser.validation
+    M = (10 if model_free else 0) if M is None else M
     history = run_history(study)
-    result = RunResult(baseline, best, best_trial.number, len(history), direction, history,
-                       seconds, out, floor, shown(mu_best), shown(mu_base))
+    inner = sum(int(t.user_attrs.get("iterations") or 0) for t in finished(study))
+    result = RunResult(baseline, best, evaluation_number(study, best_trial), len(history),
+                       direction, history, seconds, out, iid, shown(mu_best), shown(mu_base),
+                       validate(s, np.zeros(n), M), validate(s, np.asarray(best.w), M),
+                       at_mean_field(s, np.asarray(best.w)) if model_free else None,
+                       inner, s.optimiser.name,
+                       tuple(float(t.user_attrs.get("seconds") or 0.0) for t in finished(study)))
+    faults.point("finish")
     if out is not None:
         g = s.game
         rundir.save_npy(out / "baseline_mu.npy", grid(g, shown(mu_base)))
@@ -76,8 +107,14 @@ def finish(s: Setup, study: optuna.Study, out: Path | None, constrained: bool,
         rundir.save_npy(out / "best_theta.npy", grid(g, np.asarray(s.modifier.field(np.asarray(best.w)))))
         if s.objective.target is not None:
             rundir.save_npy(out / "target.npy", grid(g, s.objective.target))
-        rundir.write_json(out / "result.json", result_json(s, result))
+        rundir.write_json(out / "result.json", {**result_json(s, result),
+                                                "optimiser_reason": optimiser_reason})
         write_evaluations(study, n, out / "evaluations.csv")
+        if hasattr(g, "solve_equilibrium"):  # road networks: what the report's maps need
+            from crowdsteer.report.network import save_network
+
+            save_network(g, out / "network.npz")
+        faults.point("report")
         try:
             from crowdsteer.report.html import write_report
 
@@ -85,6 +122,41 @@ def finish(s: Setup, study: optuna.Study, out: Path | None, constrained: bool,
         except ImportError:  # pragma: no cover - report module not installed
             pass
     return result
+
+
+VALIDATION_SEEDS = 1_000_000
+"""Repeat index of the first fresh seed: tuning uses repeats ``0 .. repeats - 1``, so the
+validation seeds ``SeedSequence([seed, 1_000_000 + k])`` are never seen while tuning."""
+
+
+def validate(s: Setup, w: Array, M: int) -> dict[str, Any] | None:
+    """J at ``w`` on ``M`` fresh seeds: ``{mean, std, seeds, values}`` (``None`` if ``M = 0``).
+    An evaluation that fails counts as ``nan`` and is left out of the mean."""
+    if M <= 0:
+        return None
+    seeds = [VALIDATION_SEEDS + k for k in range(M)]
+    values = []
+    for r in seeds:
+        try:
+            values.append(evaluate_once(s, w, r).objective)
+        except CrowdsteerError:
+            values.append(float("nan"))
+    ok = [v for v in values if np.isfinite(v)]
+    return {"mean": float(np.mean(ok)) if ok else None,
+            "std": float(np.std(ok)) if ok else None, "seeds": seeds, "values": values}
+
+
+def at_mean_field(s: Setup, w: Array) -> dict[str, Any] | None:
+    """The modifier ``w`` at the exact (mean-field) equilibrium, same temperature."""
+    from crowdsteer.learners.exact import ExactConfig, ExactSolver
+
+    try:
+        sol = ExactSolver(ExactConfig(temperature=s.tau)).solve(s.game, s.modifier.theta(w))
+        m = s.objective.measure(s.game, sol, s.tau)
+    except (CrowdsteerError, ValueError, FloatingPointError) as exc:
+        return {"error": str(exc)}
+    return {"objective": m.objective, "kl": m.kl, "welfare": m.welfare,
+            "exploitability": sol.exploitability, "converged": sol.converged}
 
 
 def summary(o: Outcome) -> dict[str, Any]:
@@ -95,16 +167,23 @@ def summary(o: Outcome) -> dict[str, Any]:
 
 def result_json(s: Setup, r: RunResult) -> dict[str, Any]:
     cfg = s.config
+    baseline = summary(r.baseline)
+    best = {**summary(r.best), "trial": r.best_trial}
+    if r.baseline_validation is not None:
+        baseline["validation"] = r.baseline_validation
+    if r.best_validation is not None:
+        best["validation"] = r.best_validation
+    if r.best_mean_field is not None:
+        best["mean_field"] = r.best_mean_field
     return {
         "objective": {"name": s.objective.name, "direction": r.direction},
-        "baseline": summary(r.baseline),
-        "best": {**summary(r.best), "trial": r.best_trial},
+        "baseline": baseline,
+        "best": best,
         "evaluations": r.evaluations,
-        "kl_floor": r.kl_floor,
+        "inner_iterations": r.inner_iterations,
+        "iid_sample_kl": r.iid_sample_kl,
         "learner": cfg["learner"].name,
         "modifier": cfg["modifier"].name,
         "optimiser": s.optimiser.name,
         "seconds": r.seconds,
     }
-
-

@@ -1,23 +1,412 @@
 """The study: every evaluation is a trial of an Optuna study (SQLite by default), which is
-what makes ``--resume``, ``evaluations.csv`` and the report work for every optimiser."""
+what makes ``--resume``, ``evaluations.csv`` and the report work for every optimiser.
+
+Crash safety rests on three rules, kept by the helpers here (functions taking a study, so
+any outer loop can use them):
+
+1. a candidate ``w`` is stored whole, in one write, before it is evaluated
+   (:func:`ask`): Optuna writes a trial's parameters one by one, so a trial that is
+   ``RUNNING`` without the stored ``w`` was killed in the middle of its ask and is
+   discarded, and its ask is repeated with the same seed (:func:`reclaim`);
+2. a trial whose ``w`` is stored and whose process died is evaluated again as the *same*
+   trial (:func:`reclaim` returns it), so the baseline keeps its mark;
+3. a study with no trial is no run: a run killed while creating it starts again.
+
+Evaluations are numbered in the order they finished (``0`` is the baseline): the
+``trial`` column of ``evaluations.csv`` and ``best.trial`` of ``result.json`` are these
+numbers, the same whatever was killed and resumed; Optuna's own trial numbers may skip a
+discarded ask.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
-from dataclasses import asdict
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
 
-from crowdsteer import rundir
+from crowdsteer import faults, rundir
 from crowdsteer.errors import ConfigError, CrowdsteerError
 from crowdsteer.metaagent.evaluation import Outcome
 from crowdsteer.optimisers import param_names
 
 STUDY = "crowdsteer"
+"""Name of the study in a run folder's own ``study.db``."""
+CANDIDATE = "crowdsteer:candidate"
+"""Trial system attribute: ``{"w": [...], "owner": holder}``, written in one transaction."""
+SIGNATURE = "crowdsteer:run"
+"""Study user attribute: the resolved config (or problem) the study was started with."""
+RUNNING = optuna.trial.TrialState.RUNNING
+COMPLETE = optuna.trial.TrialState.COMPLETE
+FAIL = optuna.trial.TrialState.FAIL
 
+
+# ----------------------------------------------------------------------------- storage
+
+@dataclass(frozen=True)
+class Storage:
+    """Where a run's study lives.
+
+    Attributes
+    ----------
+    url
+        SQLAlchemy URL; ``None`` keeps the study in memory.
+    name
+        The study's name in the storage.
+    own
+        The run folder's own ``study.db``: only the run holding the folder's lock uses it.
+    """
+
+    url: str | None
+    name: str
+    own: bool = False
+
+    @property
+    def file(self) -> Path | None:
+        """The SQLite file, if the storage is one."""
+        if self.url is None or not self.url.startswith("sqlite:///"):
+            return None
+        path = self.url.removeprefix("sqlite:///").split("?", 1)[0]
+        return None if path in ("", ":memory:") else Path(path)
+
+    @property
+    def shown(self) -> str:
+        return str(self.file) if self.own else f"study {self.name!r} in {self.url}"
+
+
+def storage_for(url: str | None, name: str | None, out: Path | None) -> Storage:
+    """The storage of a run, checked without writing anything.
+
+    The name defaults to ``crowdsteer`` in a run folder's own ``study.db`` and to the run
+    folder's name in a shared ``url`` (several runs share one database, one study each).
+
+    Raises
+    ------
+    ConfigError
+        ``optimiser.storage`` is not a database URL, names a database whose driver is
+        not installed, a folder that does not exist, or a server that refuses to connect.
+    """
+    if url is None:
+        if out is None:
+            return Storage(None, name or STUDY)
+        return Storage(f"sqlite:///{(Path(out) / 'study.db').resolve()}", name or STUDY, own=True)
+    check_url(url)
+    default = Path(out).resolve().name if out is not None else STUDY
+    return Storage(url, name or default)
+
+
+def check_url(url: str) -> None:
+    """Refuse a storage URL that cannot work, with one line; writes nothing."""
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+
+    field = "optimiser.storage"
+    try:
+        parsed = make_url(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        raise ConfigError(field, f"{url!r} is not a database URL; expected e.g. "
+                          "sqlite:///runs/study.db or postgresql://user@host/db") from None
+    try:
+        dialect = parsed.get_dialect()
+    except sqlalchemy.exc.NoSuchModuleError:
+        raise ConfigError(field, f"unknown database kind {parsed.drivername!r} in {url!r}; "
+                          "allowed: the SQLAlchemy dialects (sqlite, postgresql, mysql, ...)") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        module = exc.name or str(exc)
+        raise ConfigError(field, f"the {parsed.drivername} driver is not installed (no module "
+                          f"{module!r}); install it: pip install "
+                          f"'{_DRIVERS.get(module, module)}'") from None
+    if parsed.get_backend_name() == "sqlite":
+        db = parsed.database or ""
+        if db and db != ":memory:" and not db.startswith("file:"):
+            folder = Path(db).resolve().parent
+            if not folder.is_dir():
+                raise ConfigError(field, f"folder {folder} does not exist (create it first)")
+        return  # connecting would create the file: the folder check is as far as we go
+    engine = sqlalchemy.create_engine(parsed)
+    try:
+        with engine.connect():
+            pass
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        raise ConfigError(field, f"cannot connect to {parsed.render_as_string()}: "
+                          f"{first_line(exc)}") from None
+    finally:
+        engine.dispose()
+
+
+_DRIVERS = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary", "MySQLdb": "mysqlclient"}
+"""pip package of a database driver module, where the names differ."""
+
+
+class Unreadable(CrowdsteerError):
+    """The storage exists but its study cannot be read (a corrupt or foreign file)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of what went wrong, following ``raise ... from`` to the cause."""
+    cause = exc.__cause__ or exc.__context__
+    text = str(cause if cause is not None and not str(exc).strip() else exc).strip()
+    if isinstance(exc, optuna.exceptions.StorageInternalError) and cause is not None:
+        text = str(cause).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line.split(" [SQL:")[0]
+
+
+def _rdb(store: Storage, create: bool) -> optuna.storages.RDBStorage:
+    rdb = optuna.storages.RDBStorage(store.url, skip_table_creation=not create)
+    return faults.instrument(rdb)
+
+
+def state(store: Storage) -> int | None:
+    """Trials in the study: ``None`` if there is no study (no file, no tables, no study of
+    that name); reads only.
+
+    Raises
+    ------
+    Unreadable
+        The database exists but cannot be read.
+    """
+    import sqlalchemy
+
+    if store.url is None:
+        return None
+    if store.file is not None and not store.file.exists():
+        return None
+    engine = sqlalchemy.create_engine(store.url)
+    try:
+        with engine.connect() as conn:
+            if "studies" not in sqlalchemy.inspect(conn).get_table_names():
+                return None
+        rdb = optuna.storages.RDBStorage(store.url, skip_table_creation=True)
+        try:
+            study_id = rdb.get_study_id_from_name(store.name)
+        except KeyError:
+            return None
+        return len(rdb.get_all_trials(study_id, deepcopy=False))
+    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError,
+            RuntimeError, ValueError) as exc:
+        raise Unreadable(f"{store.shown}: cannot read the study ({first_line(exc)}); it is "
+                         "left as it is") from None
+    finally:
+        engine.dispose()
+
+
+def open_run(store: Storage, out: Path | None, direction: str, signature: Any,
+             resume: bool, force: bool) -> tuple[optuna.Study, bool]:
+    """Create the run's study, or load it to resume; returns ``(study, resumed)``.
+
+    Call it holding the run folder's lock (:func:`crowdsteer.rundir.locked`).
+
+    * a study with trials is a run: resumed with ``resume`` (if ``signature`` matches the
+      one it was started with), refused without, replaced with ``force``, which keeps
+      it: the run folder's files move into ``previous/``, a shared study is copied to
+      ``NAME-previous`` before it is deleted;
+    * no study, or a study without trials (a run killed while creating it), is no run:
+      started (again) from the beginning, by ``run`` or by ``--resume``.
+
+    Raises
+    ------
+    ConfigError
+        The folder or storage holds a run (without ``resume``/``force``), there is nothing
+        to resume, or the run was started with another ``signature``.
+    Unreadable
+        The study cannot be read (and ``force`` cannot set it aside).
+    """
+    signature = json.loads(json.dumps(signature))
+    held = [m for m in rundir.MARKERS if out is not None and (out / m).exists()
+            and not (store.own and m == "study.db")]
+    try:
+        trials = state(store)
+    except Unreadable as exc:
+        if not (force and store.own and not resume):
+            how = "" if resume else "; pass --force to move it into previous/ and start again"
+            raise Unreadable(f"{exc}{how}") from None
+        trials = -1  # set aside below, as it is
+    if resume:
+        if trials:
+            study = _load(store)
+            started = study.user_attrs.get(SIGNATURE)
+            if started is not None and started != signature:
+                raise ConfigError("--resume", f"the config differs from the one {store.shown} "
+                                  "was started with; resume with that config")
+            return study, True
+        traces = out is not None and any((out / f).exists() for f in ("config.yaml",
+                                                                      "problem.json",
+                                                                      "study.db"))
+        if trials is None and not traces:
+            where = out if out is not None else store.shown
+            raise ConfigError("--resume", f"nothing to resume in {where}: no study there; "
+                              "run without --resume to start")
+    elif trials or held:
+        if not force:
+            raise ConfigError(*_refusal(store, out, trials, held))
+        if out is not None:
+            rundir.set_aside(out)
+        if trials and not store.own:
+            _keep_previous(store)
+        trials = state(store)
+    if trials == 0:
+        optuna.delete_study(study_name=store.name, storage=_rdb(store, False))
+    return _create(store, direction, signature), False
+
+
+def _refusal(store: Storage, out: Path | None, trials: int | None,
+             held: list[str]) -> tuple[str, str]:
+    if trials and not store.own:
+        return ("optimiser.study", f"{store.shown} already holds a run ({trials} trials); pass "
+                "--resume to continue (or join) it, --force to replace it (kept as "
+                f"{store.name}-previous), or set optimiser.study to another name")
+    what = f"study.db with {trials} trials" if trials and trials > 0 else (
+        held[0] if held else "study.db")
+    return ("--out", f"{out} already holds a run ({what}); pass --resume to continue it or "
+            f"--force to replace it (it is kept in {out / rundir.PREVIOUS}), or choose "
+            "another folder")
+
+
+def _keep_previous(store: Storage) -> None:
+    """``--force`` on a shared storage: copy the study to ``NAME-previous``, then delete it."""
+    kept = f"{store.name}-previous"
+    rdb = _rdb(store, False)
+    try:
+        optuna.delete_study(study_name=kept, storage=rdb)
+    except KeyError:
+        pass
+    optuna.copy_study(from_study_name=store.name, from_storage=rdb, to_storage=rdb,
+                      to_study_name=kept)
+    optuna.delete_study(study_name=store.name, storage=rdb)
+
+
+def _load(store: Storage) -> optuna.Study:
+    return optuna.load_study(study_name=store.name, storage=_rdb(store, False))
+
+
+def _create(store: Storage, direction: str, signature: Any) -> optuna.Study:
+    if store.url is None:
+        return optuna.create_study(study_name=store.name, direction=direction)
+    rdb = _rdb(store, True)
+    faults.point("storage")
+    study = optuna.create_study(study_name=store.name, storage=rdb, direction=direction)
+    study.set_user_attr(SIGNATURE, signature)
+    faults.point("study")
+    return study
+
+
+@contextmanager
+def storage_errors(store: Storage) -> Iterator[None]:
+    """Turn a failing storage (full disk, lost server, corrupt file) into one line; what was
+    committed before stays committed."""
+    import sqlalchemy
+
+    try:
+        yield
+    except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError) as exc:
+        raise CrowdsteerError(f"the study storage failed ({first_line(exc)}): {store.shown}; "
+                              "every evaluation recorded before is kept: fix the cause (free "
+                              "disk space?) and continue with --resume") from None
+
+
+# ----------------------------------------------------------------------------- trials
+
+@dataclass(frozen=True)
+class Candidate:
+    """A trial whose ``w`` is stored: asked, or reclaimed from a killed run."""
+
+    trial_id: int
+    number: int
+    w: list[float]
+    baseline: bool = False
+
+
+def ask(study: optuna.Study, dists: dict[str, Any]) -> Candidate:
+    """Ask the study's sampler for a candidate and store its ``w`` whole, in one write.
+
+    Until that write, the trial has only some of its parameters (Optuna writes them one by
+    one); :func:`reclaim` discards such a trial.
+    """
+    trial = study.ask(dists)
+    w = [float(trial.params[k]) for k in dists]
+    study._storage.set_trial_system_attr(trial._trial_id, CANDIDATE,
+                                         {"w": w, "owner": rundir.holder()})
+    return Candidate(trial._trial_id, trial.number, w, bool(trial.user_attrs.get("baseline")))
+
+
+def enqueue_baseline(study: optuna.Study, n: int) -> None:
+    """Queue ``w = 0`` (marked ``baseline``), in one write; the next :func:`ask` takes it."""
+    study.enqueue_trial({k: 0.0 for k in param_names(n)}, user_attrs={"baseline": True})
+
+
+def reclaim(study: optuna.Study, own: bool) -> list[Candidate]:
+    """Take over the trials a killed run left ``RUNNING``; returns those to evaluate again.
+
+    A trial is orphaned if its study is the run folder's own (``own``: the folder's lock
+    guarantees no other run uses it) or its owner is a dead process on this host; trials of
+    live runs, and of other hosts, sharing the study are left alone. An orphan whose ``w``
+    is stored is returned, owned by this process (same trial: a baseline keeps its mark);
+    one killed in the middle of its ask is discarded (``FAIL``, ``interrupted``; never
+    counted) and its ask is repeated, seeded as before.
+    """
+    again = []
+    storage = study._storage
+    for t in study.get_trials(deepcopy=False, states=(RUNNING,)):
+        stored = t.system_attrs.get(CANDIDATE)
+        if not own and (stored is None or rundir.alive(stored["owner"]) is not False):
+            continue
+        if stored is None:
+            storage.set_trial_user_attr(t._trial_id, "interrupted", True)
+            storage.set_trial_state_values(t._trial_id, FAIL)
+            continue
+        storage.set_trial_system_attr(t._trial_id, CANDIDATE,
+                                      {"w": stored["w"], "owner": rundir.holder()})
+        again.append(Candidate(t._trial_id, t.number, [float(v) for v in stored["w"]],
+                               bool(t.user_attrs.get("baseline"))))
+    return again
+
+
+def has_baseline(study: optuna.Study) -> bool:
+    """Whether ``w = 0`` is evaluated, under way, or queued."""
+    return any(t.user_attrs.get("baseline") and not t.user_attrs.get("interrupted")
+               for t in study.get_trials(deepcopy=False))
+
+
+def tell(study: optuna.Study, c: Candidate, outcome: Outcome) -> None:
+    """Record a finished evaluation: its diagnostics, then J."""
+    for k, v in attrs(outcome).items():
+        study._storage.set_trial_user_attr(c.trial_id, k, v)
+    faults.point("tell")
+    _tell(study, c.number, outcome.objective)
+
+
+def tell_failure(study: optuna.Study, c: Candidate, reason: str, direction: str) -> None:
+    """Record a failed evaluation with its reason. The optimiser is told the worst J seen so
+    far, so it learns the region is bad; the trial stays marked failed everywhere else."""
+    study._storage.set_trial_user_attr(c.trial_id, "error", reason)
+    study._storage.set_trial_user_attr(c.trial_id, "failed", True)
+    faults.point("tell")
+    done = [t.value for t in study.get_trials(deepcopy=False, states=(COMPLETE,))
+            if not t.user_attrs.get("failed")]
+    if not done:
+        _tell(study, c.number, state=FAIL)
+        return
+    _tell(study, c.number, max(done) if direction == "minimize" else min(done))
+
+
+def _tell(study: optuna.Study, number: int, value: float | None = None,
+          state: optuna.trial.TrialState | None = None) -> None:
+    try:
+        study.tell(number, value, state=state)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass  # a run sharing the study reclaimed the trial and told it first
+
+
+# ----------------------------------------------------------------------------- reading
 
 def attrs(o: Outcome) -> dict[str, Any]:
     d = asdict(o)
@@ -29,17 +418,21 @@ def attrs(o: Outcome) -> dict[str, Any]:
 
 def outcome(trial: optuna.trial.FrozenTrial, n: int) -> Outcome:
     a = trial.user_attrs
-    w = [trial.params[k] for k in param_names(n)]
+    w = trial_w(trial, n)
     known = {k: a[k] for k in Outcome.__dataclass_fields__ if k in a and k not in ("w",
                                                                                  "objective")}
     return Outcome(objective=float(trial.value), w=w, **known)
 
 
 def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Trials that count as evaluations: complete, or failed for a reason other than a kill."""
+    """The evaluations, in order: complete trials, and failed ones other than killed asks."""
     return [t for t in study.get_trials(deepcopy=False)
-            if t.state == optuna.trial.TrialState.COMPLETE
-            or (t.state == optuna.trial.TrialState.FAIL and not t.user_attrs.get("interrupted"))]
+            if t.state == COMPLETE or (t.state == FAIL and not t.user_attrs.get("interrupted"))]
+
+
+def evaluation_number(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> int:
+    """The position of ``trial`` among the evaluations (``0``: the baseline)."""
+    return next(i for i, t in enumerate(finished(study)) if t.number == trial.number)
 
 
 def feasible(t: optuna.trial.FrozenTrial, constrained: bool) -> bool:
@@ -49,59 +442,33 @@ def feasible(t: optuna.trial.FrozenTrial, constrained: bool) -> bool:
 
 
 def best_trial_of(study: optuna.Study, direction: str, constrained: bool) -> optuna.trial.FrozenTrial:
-    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    done = [t for t in study.get_trials(deepcopy=False, states=(COMPLETE,))
             if feasible(t, constrained)]
     key = (lambda t: t.value) if direction == "minimize" else (lambda t: -t.value)
     return min(done, key=key)
 
 
 def write_evaluations(study: optuna.Study, n: int, path: Path) -> None:
-    """evaluations.csv: one row per finished evaluation, in order."""
+    """evaluations.csv: one row per finished evaluation, numbered in order."""
     names = param_names(n)
     cols = ["trial", "state", "J", "J_std", "kl", "welfare", "maxmin", "exploitability",
             "net_transfer", "seconds", "error", *names]
     buf = io.StringIO()
     wr = csv.writer(buf, lineterminator="\n")
     wr.writerow(cols)
-    for t in finished(study):
+    for i, t in enumerate(finished(study)):
         a = t.user_attrs
-        failed = a.get("failed") or t.state == optuna.trial.TrialState.FAIL
-        wr.writerow([t.number, "FAIL" if failed else t.state.name,
+        failed = a.get("failed") or t.state == FAIL
+        wr.writerow([i, "FAIL" if failed else t.state.name,
                      "" if failed or t.value is None else repr(t.value),
                      *(_fmt(a.get(k)) for k in ("objective_std", "kl", "welfare", "maxmin",
                                                 "exploitability", "net_transfer", "seconds")),
-                     a.get("error", ""), *(repr(t.params[k]) for k in names)])
+                     a.get("error", ""), *(repr(v) for v in trial_w(t, n))])
     rundir.atomic_write(path, buf.getvalue().encode())
 
 
 def _fmt(x: Any) -> str:
     return "" if x is None else repr(float(x))
-
-
-def open_study(direction: str, url: str | None, out: Path | None, resume: bool) -> optuna.Study:
-    if url is None and out is not None:
-        url = f"sqlite:///{(out / 'study.db').resolve()}"
-    storage: Any = optuna.storages.InMemoryStorage() if url is None else url
-    if resume:
-        try:
-            return optuna.load_study(study_name=STUDY, storage=storage)
-        except KeyError:
-            raise ConfigError("--resume", f"no study to resume in {url}") from None
-    return optuna.create_study(study_name=STUDY, storage=storage, direction=direction)
-
-
-def tell_failure(study: optuna.Study, trial: optuna.Trial, reason: str, direction: str) -> None:
-    """Record a failed evaluation with its reason. The optimiser is told the worst J seen so
-    far, so it learns the region is bad; the trial stays marked failed everywhere else."""
-    trial.set_user_attr("error", reason)
-    trial.set_user_attr("failed", True)
-    done = [t.value for t in study.get_trials(deepcopy=False,
-                                              states=(optuna.trial.TrialState.COMPLETE,))
-            if not t.user_attrs.get("failed")]
-    if not done:
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        return
-    study.tell(trial, max(done) if direction == "minimize" else min(done))
 
 
 def reason(exc: BaseException) -> str:
@@ -116,12 +483,10 @@ def best_or_none(study: optuna.Study, direction: str, constrained: bool) -> floa
         return None
 
 
-
-
 def baseline_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     """The finished baseline evaluation (``w = 0``); raises if it failed."""
-    base = next(t for t in study.trials if t.user_attrs.get("baseline"))
-    if base.state != optuna.trial.TrialState.COMPLETE or base.user_attrs.get("failed"):
+    base = next(t for t in finished(study) if t.user_attrs.get("baseline"))
+    if base.state != COMPLETE or base.user_attrs.get("failed"):
         raise CrowdsteerError(f"the baseline (w = 0) failed: {base.user_attrs.get('error')}")
     return base
 
@@ -130,3 +495,58 @@ def history(study: optuna.Study) -> tuple[float, ...]:
     """J of every finished evaluation, in order (``nan`` for failed ones)."""
     return tuple(float("nan") if t.value is None or t.user_attrs.get("failed")
                  else float(t.value) for t in finished(study))
+
+
+def begin(store: Storage, out: Path | None, direction: str, signature: Any, record: str,
+          resume: bool, force: bool) -> optuna.Study:
+    """:func:`open_run`, then the run folder's record of what the run is (``record``:
+    ``config.yaml`` or ``problem.json``): checked when resuming, written when starting."""
+    import yaml
+
+    study, resumed = open_run(store, out, direction, signature, resume, force)
+    if out is None:
+        return study
+    path = out / record
+    as_yaml = path.suffix == ".yaml"
+    if resumed and path.exists():
+        text = path.read_text()
+        saved = yaml.safe_load(text) if as_yaml else json.loads(text)
+        if saved != json.loads(json.dumps(signature)):
+            raise ConfigError("--resume", f"the config differs from the one the run in {out} "
+                              f"started with ({record}); resume with that config")
+    elif as_yaml:
+        rundir.atomic_write(path, yaml.safe_dump(signature, sort_keys=False).encode())
+    else:
+        rundir.write_json(path, signature)
+    return study
+
+
+def trial_w(trial: optuna.trial.FrozenTrial, n: int) -> list[float]:
+    """The ``w`` a trial evaluated: its ``w`` attribute (written whole, in one transaction,
+    by :func:`record`) or else its Optuna parameters."""
+    w = trial.user_attrs.get("w")
+    if w is not None:
+        return [float(v) for v in w]
+    return [trial.params[k] for k in param_names(n)]
+
+
+def worst_value(study: optuna.Study, direction: str) -> float | None:
+    """The worst J among the completed evaluations (what a failed one is told), or ``None``."""
+    done = [t.value for t in study.get_trials(deepcopy=False,
+                                              states=(optuna.trial.TrialState.COMPLETE,))
+            if not t.user_attrs.get("failed")]
+    if not done:
+        return None
+    return max(done) if direction == "minimize" else min(done)
+
+
+def record(study: optuna.Study, w: list[float], value: float | None,
+           user_attrs: dict[str, Any]) -> None:
+    """Add one finished evaluation in a single transaction: ``w`` whole (as the ``w``
+    attribute, one row however many weights), ``J`` and its attributes; a kill can lose the
+    evaluation, never leave half of it. ``value=None`` records a failed one (state FAIL).
+    For optimisers that ask no Optuna sampler (the ``gradient`` optimiser)."""
+    state = optuna.trial.TrialState.FAIL if value is None else optuna.trial.TrialState.COMPLETE
+    study.add_trial(optuna.trial.create_trial(
+        state=state, value=value, params={}, distributions={},
+        user_attrs={**user_attrs, "w": [float(v) for v in w]}))

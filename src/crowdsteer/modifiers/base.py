@@ -23,6 +23,7 @@ from typing import Annotated, Protocol
 
 import numpy as np
 from pydantic import Field, field_validator
+from scipy import sparse
 
 from crowdsteer.config_base import Strict
 from crowdsteer.games.base import Game, ThetaLike
@@ -90,7 +91,8 @@ class LinearModifier:
     game
         The game the modifier acts on.
     features
-        ``(S, k)`` feature matrix ``phi_k(s)``.
+        ``(S, k)`` feature matrix ``phi_k(s)``, dense or ``scipy.sparse`` (a tabular
+        modifier's identity is sparse: ``S`` entries, not ``S^2``).
     per_step
         One weight vector per step (``n_params = T * k``) or shared (``k``).
     budget_balanced
@@ -100,7 +102,8 @@ class LinearModifier:
     def __init__(self, game: Game, features: Array, per_step: bool = False,
                  budget_balanced: bool = False) -> None:
         self.game = game
-        self.features = np.asarray(features, dtype=float)
+        self.features = (features.tocsr().astype(float) if sparse.issparse(features)
+                         else np.asarray(features, dtype=float))
         self.per_step = per_step
         self.budget_balanced = budget_balanced
         k = self.features.shape[1]
@@ -110,9 +113,9 @@ class LinearModifier:
         w = np.asarray(w, dtype=float)
         if w.shape != (self.n_params,):
             raise ValueError(f"w has shape {w.shape}; this modifier takes ({self.n_params},)")
-        if self.per_step:
-            return w.reshape(self.game.T, -1) @ self.features.T
-        return np.broadcast_to(self.features @ w, (self.game.T, self.game.S))
+        if self.per_step:  # (features @ W^T)^T: sparse @ dense stays a dense array
+            return np.asarray(self.features @ w.reshape(self.game.T, -1).T).T
+        return np.broadcast_to(np.asarray(self.features @ w), (self.game.T, self.game.S))
 
     def theta(self, w: Array) -> ThetaLike:
         f = self.field(w)
@@ -124,6 +127,32 @@ class LinearModifier:
             return table[t] - mu_t @ f[t]
 
         return balanced
+
+    def field_vjp(self, g_field: Array) -> Array:
+        """``(d f / d w)^T g``: ``(T, S)`` cotangent of the field -> ``(n_params,)``."""
+        g_field = np.asarray(g_field, dtype=float)
+        if self.per_step:
+            return np.asarray(g_field @ self.features).ravel()
+        return np.asarray(g_field.sum(axis=0) @ self.features).ravel()
+
+    def theta_vjp(self, w: Array, g_theta: Array, mu: Array | None = None) -> Array:
+        """``(d Theta / d w)^T g``: ``(T, S, A)`` cotangent of the modifier's table ->
+        ``(n_params,)``; ``mu`` ``(T, S)`` is needed when budget-balanced (the subtracted
+        average ``mu_t . f_t`` moves with ``w``)."""
+        from crowdsteer.adjoint import expect_T
+
+        g_field = np.stack([expect_T(self.game, g_theta[t]) for t in range(self.game.T)])
+        if self.budget_balanced:
+            if mu is None:
+                raise ValueError("a budget-balanced modifier's derivative needs mu")
+            g_field -= np.asarray(g_theta).sum(axis=(1, 2))[:, None] * mu
+        return self.field_vjp(g_field)
+
+    def theta_mu_vjp(self, w: Array, g_theta: Array) -> Array | None:
+        """``(d Theta / d mu)^T g`` ``(T, S)``, or ``None`` where ``Theta`` ignores ``mu``."""
+        if not self.budget_balanced:
+            return None
+        return -np.asarray(g_theta).sum(axis=(1, 2))[:, None] * self.field(w)
 
 
 Bounded = Annotated[int, Field(gt=0, le=64)]

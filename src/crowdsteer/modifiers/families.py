@@ -6,7 +6,9 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field
+from scipy import sparse
 
+from crowdsteer import guards
 from crowdsteer.config_base import validate
 from crowdsteer.errors import ConfigError
 from crowdsteer.games.base import Game, ThetaLike
@@ -65,6 +67,8 @@ def rbf_features(game: Game, k: int, width: float | None) -> Array:
 
 @modifiers.register("rbf")
 def rbf(cfg: RBFConfig, game: Game) -> LinearModifier:
+    guards.check_memory(2 * 8 * game.S * cfg.centers**2, "modifier.centers",
+                        f"{cfg.centers}^2 bumps over {game.S:,} states", "use fewer centers")
     return LinearModifier(game, rbf_features(game, cfg.centers, cfg.width), cfg.per_step,
                           cfg.budget_balanced)
 
@@ -80,7 +84,8 @@ class TabularConfig(ModifierConfig):
 
 @modifiers.register("tabular")
 def tabular(cfg: TabularConfig, game: Game) -> LinearModifier:
-    return LinearModifier(game, np.eye(game.S), cfg.per_step, cfg.budget_balanced)
+    return LinearModifier(game, sparse.identity(game.S, format="csr"), cfg.per_step,
+                          cfg.budget_balanced)
 
 
 tabular.config = TabularConfig  # type: ignore[attr-defined]
@@ -128,6 +133,22 @@ class PotentialShaping:
             nxt = phi[t + 1] if t + 1 < T else np.zeros(self.game.S)
             out[t] = self.game.transition.expect(nxt) - phi[t][:, None]
         return out
+
+    def theta_vjp(self, w: Array, g_theta: Array, mu: Array | None = None) -> Array:
+        """``(d Theta / d w)^T g`` through ``Theta_t = E[Phi_{t+1}(s')] - Phi_t(s)``."""
+        from crowdsteer.adjoint import expect_T
+
+        g_theta = np.asarray(g_theta, dtype=float)
+        T = self.game.T
+        g_phi = -g_theta.sum(axis=2)
+        for t in range(T - 1):
+            g_phi[t + 1] += expect_T(self.game, g_theta[t])
+        if self.budget_balanced:
+            g_phi[0] = 0.0
+        return self.inner.field_vjp(g_phi)
+
+    def theta_mu_vjp(self, w: Array, g_theta: Array) -> None:
+        return None
 
 
 @modifiers.register("potential_based")

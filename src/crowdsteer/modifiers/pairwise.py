@@ -134,6 +134,28 @@ class Transfers:
 
         return transfers
 
+    def theta_vjp(self, w: Array, g_theta: Array, mu: Array | None = None) -> Array:
+        """``(d Theta / d w)^T g``: ``Theta_t = o(mu_t) W_t^T`` is linear in ``W_t``, so
+        ``W_bar_t = g_t^T o(mu_t)``, then onto the free entries of ``W``."""
+        if mu is None:
+            raise ValueError("the transfers' derivative needs mu (they move with the crowd)")
+        g_theta = np.asarray(g_theta, dtype=float)
+        W_bar = np.stack([g_theta[t].T @ self.game.opponents(mu[t])
+                          for t in range(self.game.T)])            # (T, K, K)
+        if self.budget_balanced:
+            W_bar = W_bar - W_bar.transpose(0, 2, 1)
+        steps = W_bar[:, self._rows, self._cols]                    # (T, per)
+        return steps.ravel() if self.per_step else steps.sum(axis=0)
+
+    def theta_mu_vjp(self, w: Array, g_theta: Array) -> Array:
+        """``(d Theta / d mu)^T g``, ``(T, S)``: through the opponents' mix ``o(mu_t)``."""
+        from crowdsteer.adjoint import opponents_vjp
+
+        W = self.matrix(w)
+        g_theta = np.asarray(g_theta, dtype=float)
+        return np.stack([opponents_vjp(self.game, g_theta[t] @ W[t])
+                         for t in range(self.game.T)])
+
     def field(self, w: Array) -> Array:
         W = self.matrix(w)
         uniform = W.mean(axis=2)                                   # (T, K)

@@ -16,13 +16,23 @@ revenue back to the population as an equal lump sum (which changes no route choi
 ``per_step`` gives each step its own tolls (one step in a one-shot game).
 
 Any game can opt in by exposing ``edge_names`` and ``toll_features()`` (:class:`Tolled`).
+
+On a road network (:class:`~crowdsteer.games.network.NetworkGame`) the modifier is a
+:class:`NetworkTolls`: ``theta(w)`` is the ``(E,)`` vector of tolls in cost units
+(minutes), ``w_l`` on the ``l``-th listed link and 0 elsewhere; ``links`` (``[[from, to],
+...]``, the file's node numbers) restricts the tolls to those links (second-best
+tolling), all links when omitted. ``budget_balanced`` hands the revenue back as an equal
+lump sum per traveller: routes, flows and travel times are unchanged (a lump sum changes
+no path's relative cost); only the net transfer (0 instead of minus the revenue) and
+each traveller's money differ.
 """
 
 from __future__ import annotations
 
-from typing import Literal, Protocol, runtime_checkable
+from typing import Annotated, Literal, Protocol, runtime_checkable
 
 import numpy as np
+from pydantic import Field
 
 from crowdsteer.errors import ConfigError
 from crowdsteer.games.base import Game
@@ -48,10 +58,83 @@ class TollsConfig(ModifierConfig):
     name: Literal["tolls"] = "tolls"
     bounds: tuple[float, float] = (0.0, 2.0)
     """``[lo, hi]``: the box every toll lies in (must contain 0; ``lo < 0`` allows subsidies)."""
+    links: Annotated[list[tuple[int | str, int | str]], Field(min_length=1)] | None = None
+    """``[[from, to], ...]``: toll only these links (second-best tolls); default every link.
+    Road networks: the file's node numbers; ``edges`` games: the edges' end nodes."""
+
+
+class NetworkTolls:
+    """Tolls on (some) links of a road network: ``theta(w)`` is the ``(E,)`` toll vector.
+
+    Parameters
+    ----------
+    game
+        A :class:`~crowdsteer.games.network.NetworkGame`.
+    links
+        ``(L,)`` indices of the tolled links; ``w`` has one toll per listed link.
+    budget_balanced
+        Hand the revenue back equally per traveller (see the module docstring).
+
+    Examples
+    --------
+    >>> class Net:  # any game with E links
+    ...     E = 3
+    >>> m = NetworkTolls(Net(), np.array([2, 0]))
+    >>> m.theta(np.array([0.5, 1.0])).tolist()
+    [1.0, 0.0, 0.5]
+    >>> m.theta_vjp(np.zeros(2), np.array([1.0, 2.0, 3.0])).tolist()
+    [3.0, 1.0]
+    """
+
+    def __init__(self, game: Game, links: Array, budget_balanced: bool = False) -> None:
+        self.game = game
+        self.links = np.asarray(links, dtype=np.int64)
+        self.budget_balanced = budget_balanced
+        self.per_step = False
+        self.n_params = int(self.links.shape[0])
+
+    def _check(self, w: Array) -> Array:
+        w = np.asarray(w, dtype=float)
+        if w.shape != (self.n_params,):
+            raise ValueError(f"w has shape {w.shape}; this modifier takes ({self.n_params},)")
+        return w
+
+    def theta(self, w: Array) -> Array:
+        """``(E,)`` tolls in cost units (a ``RebatedTolls`` view when budget-balanced)."""
+        from crowdsteer.games.network import RebatedTolls
+
+        toll = np.zeros(self.game.E)
+        toll[self.links] = self._check(w)
+        return toll.view(RebatedTolls) if self.budget_balanced else toll
+
+    def field(self, w: Array) -> Array:
+        """``(1, E)``: the toll on each link, in cost units (what a traveller pays)."""
+        return np.asarray(self.theta(w), dtype=float)[None].copy()
+
+    def theta_vjp(self, w: Array, g_theta: Array) -> Array:
+        """``(n_params,)``: ``g_theta . d theta / d w`` (tolls are ``w`` on the listed links)."""
+        return np.asarray(g_theta, dtype=float).reshape(-1)[self.links].copy()
+
+
+def _link_indices(cfg: TollsConfig, tails: list[str], heads: list[str]) -> Array:
+    if cfg.links is None:
+        return np.arange(len(tails))
+    index: dict[tuple[str, str], list[int]] = {}
+    for e, key in enumerate(zip(tails, heads)):
+        index.setdefault(key, []).append(e)
+    out: list[int] = []
+    for i, (a, b) in enumerate(cfg.links):
+        found = index.get((str(a), str(b)))
+        if not found:
+            raise ConfigError(f"modifier.links.{i}", f"no link {a} -> {b} in the network")
+        if found[0] in out:
+            raise ConfigError(f"modifier.links.{i}", f"link {a} -> {b} is listed twice")
+        out.extend(found[:1])
+    return np.asarray(out, dtype=np.int64)
 
 
 @modifiers.register("tolls")
-def tolls(cfg: TollsConfig, game: Game) -> LinearModifier:
+def tolls(cfg: TollsConfig, game: Game) -> LinearModifier | NetworkTolls:
     """A :class:`LinearModifier` over the game's toll features; refuses games without edges.
 
     Examples
@@ -65,6 +148,10 @@ def tolls(cfg: TollsConfig, game: Game) -> LinearModifier:
     >>> m.field(np.array([0.0, 0.5])).tolist()   # states: origin, path "one", path "x"
     [[0.0, 0.0, -0.5]]
     """
+    if hasattr(game, "solve_equilibrium"):  # a road network: tolls per link
+        tails = [str(i) for i in game.net.tail + 1]
+        heads = [str(j) for j in game.net.head + 1]
+        return NetworkTolls(game, _link_indices(cfg, tails, heads), cfg.budget_balanced)
     if not isinstance(game, Tolled):
         raise ConfigError("modifier.name", f"tolls need a game with edges (e.g. routing); "
                           f"{type(game).__name__} has none")
@@ -73,6 +160,10 @@ def tolls(cfg: TollsConfig, game: Game) -> LinearModifier:
         raise ConfigError("modifier.name", f"the game's toll features have shape "
                           f"{features.shape}; expected (S, E) = ({game.S}, "
                           f"{len(game.edge_names)}) with E > 0")
+    if cfg.links is not None:
+        ends = [name.split("#")[0].split("->") for name in game.edge_names]
+        keep = _link_indices(cfg, [e[0] for e in ends], [e[-1] for e in ends])
+        features = features[:, keep]
     return LinearModifier(game, features, cfg.per_step, cfg.budget_balanced)
 
 

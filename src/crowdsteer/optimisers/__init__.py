@@ -1,10 +1,10 @@
 """The meta-agent's black-box optimisers: Optuna samplers behind one ask/tell study.
 
-``bo`` (default) is a trust-region search (:mod:`~crowdsteer.optimisers.trust_region`):
-local COBYQA runs from the best point so far, starting with a small box around the
-baseline ``w = 0``, and global Gaussian-process steps (expected improvement over the whole
-box) when a run has converged or found its neighbourhood flat. It reaches the issue-9
-targets on 15 weights (BENCHMARKS.md, "Black-box optimisers"); the global GP alone, which
+``bo`` (what ``auto`` picks where no hypergradient exists) is the black-box search of
+:mod:`~crowdsteer.optimisers.trust_region`: ``2 d`` probes around the baseline ``w = 0``,
+Gaussian-process expected-improvement steps while they improve, and derivative-free local
+runs (COBYQA) from the best point once they stall. It reaches the issue-9 targets on 15
+weights as a black box (BENCHMARKS.md, "Black-box optimisers"); the global GP alone, which
 spends a high-dimensional budget far from the baseline, is ``gp`` (Optuna's
 ``GPSampler``: Matern 5/2 with automatic relevance determination, noise learned from the
 data, log expected improvement). ``cmaes`` is CMA-ES from ``x0`` with step ``radius``
@@ -40,20 +40,38 @@ Constraints = Callable[[optuna.trial.FrozenTrial], Sequence[float]] | None
 class OptimiserConfig(Strict):
     """The ``optimiser`` section."""
 
-    name: Literal["bo", "gp", "cmaes", "tpe", "random"] = "bo"
-    """``bo``: trust-region search (local COBYQA runs from the best point, global GP steps
-    between); ``gp``: global GP + noise-aware expected improvement; ``cmaes``; ``tpe``;
-    ``random``."""
+    name: Literal["auto", "gradient", "bo", "gp", "cmaes", "tpe", "random"] = "auto"
+    """``auto`` (default): ``gradient`` where hypergradients exist (the exact learner at a
+    temperature > 0 on a known game, objective kl or welfare), ``bo`` elsewhere;
+    ``gradient``: L-BFGS-B on exact gradients through the equilibrium; ``bo``: probes around
+    the baseline, GP steps while they improve, then local COBYQA runs from the best point;
+    ``gp``: global GP + noise-aware expected improvement; ``cmaes``; ``tpe``; ``random``."""
     evaluations: Annotated[int, Field(gt=0)] = 40
     """Evaluations after the baseline (w = 0)."""
     initial: Annotated[int, Field(ge=1)] = 8
-    """Random evaluations before the model takes over."""
+    """Random evaluations before the model takes over (``gp``, ``tpe``; ``bo`` probes around
+    the baseline instead)."""
     batch: Annotated[int, Field(gt=0)] = 1
     """``q``: candidates asked and evaluated together."""
+    warm_starts: bool = True
+    """Start each equilibrium solve from the one at the closest ``w`` already solved in the
+    same process (learners with ``init``); J then agrees with a cold start to within the
+    learner's tolerance. ``false``: every solve starts cold, so a resumed run repeats an
+    uninterrupted one bit for bit."""
+    validation: Annotated[int, Field(ge=0)] | None = None
+    """``M``: at the end, re-evaluate the baseline and the best ``w`` on ``M`` fresh seeds
+    (never used in tuning); default 10 for model-free learners, 0 for the exact one (its
+    equilibrium does not depend on a seed)."""
     repeats: Annotated[int, Field(gt=0)] = 1
     """``r``: seeds J is averaged over at each w (its spread is kept)."""
     storage: str | None = None
-    """SQLAlchemy URL of the study (default: ``sqlite:///DIR/study.db``)."""
+    """SQLAlchemy URL of the study (default: ``sqlite:///DIR/study.db``, the run folder's own)."""
+    study: Annotated[str, Field(min_length=1, max_length=512)] | None = None
+    """Name of the study in ``storage`` (default: ``crowdsteer`` in the run folder's own
+    study.db, the run folder's name in a shared ``storage``)."""
+    timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    """Seconds one inner solve (one of the ``repeats`` of an evaluation) may take; past it
+    the evaluation is recorded as failed ("timed out after N s") and the run goes on."""
     require_convergence: bool = True
     """Count an evaluation whose inner loop did not converge within ``max_iterations`` as
     failed (recorded with the reason; the optimiser is told it was bad)."""
@@ -66,9 +84,9 @@ class OptimiserConfig(Strict):
     it first and then keeps its GP steps within 3 ``radius`` of the best point (a local
     search around ``x0``: a warm start)."""
     radius: Annotated[float, Field(gt=0)] | None = None
-    """How far from the start the first candidates go, in units of ``w``: the initial
-    trust-region radius of ``bo``'s local runs (default 10% of the bounds' width), CMA-ES's
-    initial step size ``sigma0`` (default 1/6 of the width, Optuna's)."""
+    """How far from the start the first candidates go, in units of ``w``: ``bo``'s probe step
+    and the initial trust-region radius of its local runs (default 10% of the bounds'
+    width), CMA-ES's initial step size ``sigma0`` (default 1/6 of the width, Optuna's)."""
 
 
 samplers: Registry[Callable[..., optuna.samplers.BaseSampler]] = Registry("optimiser")

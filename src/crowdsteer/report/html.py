@@ -7,25 +7,33 @@ The report shows the pictures of the paper for one run folder:
 2. heat maps of the target ``M*_t``, the agents left alone and the agents under the best
    modifier, one row each and one column per time step, on one colour scale;
 3. ``J`` against evaluation number: every evaluation as a point, the best so far as a line,
-   the baseline, and the finite-N floor of the empirical KL when there is one;
+   the baseline, and the KL of N agents drawn iid from the target when there is one;
 4. the modifier ``Theta`` at the best ``w`` on a diverging scale centred at 0;
 5. the failed evaluations with their errors;
 6. the resolved config.
 
 Every file but ``result.json`` is optional; a section whose files are missing is left out.
+The files are read as untrusted: a file that cannot be read as it should (not UTF-8, a
+``.npy`` whose header declares more data than the file holds, an array of the wrong
+dimension, a value of the wrong type in ``result.json``) is left out and listed under
+"Files left out", never a traceback.
 Figures are PNGs embedded as base64 data URIs and the CSS is inline, so ``report.html``
 can be mailed or archived on its own.
 
 Run folder contract (written by the meta-agent)::
 
     result.json        objective {name, direction}, baseline {...}, best {..., trial},
-                       evaluations, kl_floor, learner, modifier, optimiser, seconds
+                       evaluations, inner_iterations, iid_sample_kl {mean, std, agents},
+                       learner, modifier, optimiser, seconds; baseline and best may hold
+                       validation {mean, std, seeds, values}, best may hold mean_field
+                       {objective, kl, welfare, exploitability}
     evaluations.csv    trial,state,J,J_std,kl,welfare,maxmin,exploitability,seconds,error,w_0,...
     target.npy         (T, h, w) or (T, n)   the KL target M*
     baseline_mu.npy    (T, h, w) or (T, n)   agents left alone (w = 0)
     best_mu.npy        (T, h, w) or (T, n)   agents under the best modifier
     best_theta.npy     (T, h, w) or (T, n)   Theta at the best w
     config.yaml        the resolved config
+    network.npz        road networks: link ends, capacities, node positions, demand
 """
 
 from __future__ import annotations
@@ -34,9 +42,11 @@ import base64
 import csv
 import errno
 import html
+import io
 import json
 import math
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,8 +54,10 @@ from typing import Any
 
 import numpy as np
 
+from crowdsteer.config_base import read_npy
 from crowdsteer.errors import ConfigError
 from crowdsteer.report import plots
+from crowdsteer.report.network import report_section as network_section
 from crowdsteer.report.plots import write_reproduction_plot
 
 __all__ = ["Evaluations", "SavedRun", "read_run", "relative_improvement", "write_report",
@@ -60,6 +72,10 @@ METRICS = (("kl", "minimize"), ("welfare", "maximize"), ("maxmin", "maximize"),
 
 W_SHOWN = 12
 """Parameter vectors longer than this are shown truncated."""
+
+ARRAY_NDIM = {"target.npy": (2, 3), "baseline_mu.npy": (2, 3), "best_mu.npy": (2, 3),
+              "best_theta.npy": (2, 3)}
+"""Dimensions each saved array may have: ``(T, h, w)`` or ``(T, n)``."""
 
 
 @dataclass(frozen=True)
@@ -98,17 +114,23 @@ class SavedRun:
     best_mu: np.ndarray | None
     best_theta: np.ndarray | None
     config_text: str | None
+    problems: tuple[str, ...] = ()
+    """One line per file (or part of one) left out because it could not be read."""
 
 
 def read_run(run_dir: Path) -> SavedRun:
     """Load a meta-agent run folder; only ``result.json`` is required.
+
+    Optional files that cannot be read (not UTF-8, a corrupt or lying ``.npy`` header, an
+    array of the wrong dimension, a CSV without a ``J`` column) are left out and described
+    in :attr:`SavedRun.problems`.
 
     Raises
     ------
     FileNotFoundError
         ``run_dir/result.json`` is missing.
     ConfigError
-        ``result.json`` is not a JSON object, or ``evaluations.csv`` lacks its columns.
+        ``result.json`` is not UTF-8 text holding a JSON object.
     """
     run_dir = Path(run_dir)
     path = run_dir / "result.json"
@@ -116,50 +138,79 @@ def read_run(run_dir: Path) -> SavedRun:
         raise FileNotFoundError(errno.ENOENT, "no result.json here; is this a meta-agent run "
                                 "folder?", str(run_dir))
     try:
-        result = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        result = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), f"not UTF-8 text ({exc.reason} at byte {exc.start})") \
+            from None
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise ConfigError(str(path), f"not valid JSON ({exc})") from None
     if not isinstance(result, dict):
         raise ConfigError(str(path), "must hold a JSON object")
+    problems: list[str] = []
 
     def array(name: str) -> np.ndarray | None:
         p = run_dir / name
         if not p.is_file():
             return None
         try:
-            return np.load(p, allow_pickle=False)
-        except (ValueError, EOFError) as exc:
-            raise ConfigError(str(p), f"not a readable .npy array ({exc})") from None
+            arr = read_npy(p)
+        except Exception as exc:  # numpy raises several types for corrupt files
+            problems.append(f"{name}: not a readable .npy array ({exc})")
+            return None
+        if arr.ndim not in ARRAY_NDIM[name] or arr.size == 0:
+            problems.append(f"{name}: shape {arr.shape}; expected (T, height, width) or (T, n)")
+            return None
+        if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+            problems.append(f"{name}: holds {arr.dtype} values; expected real numbers")
+            return None
+        return arr.astype(float)
 
-    csv_path = run_dir / "evaluations.csv"
-    config_path = run_dir / "config.yaml"
+    def text(name: str) -> str | None:
+        p = run_dir / name
+        if not p.is_file():
+            return None
+        try:
+            return p.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            problems.append(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})")
+            return None
+
+    csv_text = text("evaluations.csv")
+    evaluations = None
+    if csv_text is not None:
+        try:
+            evaluations = _read_evaluations(csv_text)
+        except (ValueError, csv.Error) as exc:
+            problems.append(f"evaluations.csv: {exc}")
     return SavedRun(
         run_dir=run_dir,
         result=result,
-        evaluations=_read_evaluations(csv_path) if csv_path.is_file() else None,
+        evaluations=evaluations,
         target=array("target.npy"),
         baseline_mu=array("baseline_mu.npy"),
         best_mu=array("best_mu.npy"),
         best_theta=array("best_theta.npy"),
-        config_text=config_path.read_text() if config_path.is_file() else None,
+        config_text=text("config.yaml"),
+        problems=tuple(problems),
     )
 
 
-def _read_evaluations(path: Path) -> Evaluations:
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        fields = reader.fieldnames or []
-        rows = list(reader)
+def _read_evaluations(text: str) -> Evaluations:
+    """Parse ``evaluations.csv`` text; ``ValueError`` if it has no ``J`` column."""
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    fields = reader.fieldnames or []
+    rows = list(reader)
     if "J" not in fields:
-        raise ConfigError(str(path), f"needs a J column; its header is {','.join(fields)!r}")
+        raise ValueError(f"needs a J column; its header is {','.join(fields)!r}")
     w_cols = sorted((c for c in fields if c.startswith("w_") and c[2:].isdigit()),
                     key=lambda c: int(c[2:]))
 
-    def trial_of(i: int, row: dict[str, str]) -> int:
+    def trial_of(i: int, row: dict[str, Any]) -> int:
         try:
-            return int(row.get("trial") or "")
-        except ValueError:
+            k = int(row.get("trial") or "")
+        except (TypeError, ValueError):
             return i
+        return k if abs(k) < 2**62 else i  # it goes into an int64 array
 
     order = sorted(range(len(rows)), key=lambda i: trial_of(i, rows[i]))
     rows_sorted = [rows[i] for i in order]
@@ -167,12 +218,16 @@ def _read_evaluations(path: Path) -> Evaluations:
     def col(name: str) -> np.ndarray:
         return np.array([_to_float(r.get(name)) for r in rows_sorted], dtype=float)
 
+    def words(name: str, r: dict[str, Any]) -> str:
+        v = r.get(name)
+        return v.strip() if isinstance(v, str) else ""  # a short row gives None
+
     return Evaluations(
         trial=np.array([trial_of(i, rows[i]) for i in order], dtype=int),
-        state=tuple((r.get("state") or "").strip().upper() for r in rows_sorted),
+        state=tuple(words("state", r).upper() for r in rows_sorted),
         J=col("J"), J_std=col("J_std"), kl=col("kl"), welfare=col("welfare"),
         maxmin=col("maxmin"), exploitability=col("exploitability"), seconds=col("seconds"),
-        error=tuple((r.get("error") or "").strip() for r in rows_sorted),
+        error=tuple(words("error", r) for r in rows_sorted),
         w=np.array([[_to_float(r.get(c)) for c in w_cols] for r in rows_sorted],
                    dtype=float).reshape(len(rows_sorted), len(w_cols)),
     )
@@ -220,7 +275,8 @@ def write_report(run_dir: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix="crowdsteer-report-") as tmp:
         figure = _Figures(Path(tmp))
         sections += [s for s in (_distributions(run, figure), _trace(run, figure),
-                                 _modifier(run, figure), _failures(run), _config(run)) if s]
+                                 _modifier(run, figure), network_section(run_dir, figure),
+                                 _failures(run), _config(run), _problems(run)) if s]
     out = Path(run_dir) / "report.html"
     title = f"crowdsteer run: {Path(run_dir).resolve().name}"
     out.write_text(_PAGE.format(title=_e(title), css=_CSS, body="\n".join(sections)),
@@ -238,8 +294,10 @@ class _Figures:
     def __call__(self, draw: Callable[[Path], Path], alt: str) -> str:
         self.k += 1
         try:
-            path = draw(self.tmp / f"figure{self.k}.png")
-        except (ValueError, IndexError, TypeError) as exc:  # bad shapes in a saved file
+            with warnings.catch_warnings():  # a tampered value (1e308 on a log axis) may
+                warnings.simplefilter("ignore")  # overflow inside matplotlib: no figure then
+                path = draw(self.tmp / f"figure{self.k}.png")
+        except (ValueError, IndexError, TypeError, OverflowError, RuntimeWarning) as exc:
             return f'<p class="note">could not draw {_e(alt)}: {_e(str(exc))}</p>'
         data = base64.b64encode(path.read_bytes()).decode("ascii")
         return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
@@ -250,15 +308,19 @@ class _Figures:
 
 def _header(run: SavedRun) -> str:
     r = run.result
-    obj = r.get("objective") or {}
+    obj = _dict(r.get("objective"))
     name, direction = str(obj.get("name", "?")), str(obj.get("direction", "minimize"))
-    base, best = r.get("baseline") or {}, r.get("best") or {}
+    base, best = _dict(r.get("baseline")), _dict(r.get("best"))
     facts = [("objective", f"{name} ({direction})"), ("learner", r.get("learner")),
              ("modifier", r.get("modifier")), ("optimiser", r.get("optimiser")),
              ("evaluations", r.get("evaluations")), ("best trial", best.get("trial")),
              ("seconds", _fmt(r.get("seconds")))]
-    if r.get("kl_floor") is not None:  # null for exact learners: no sampling floor
-        facts.append(("finite-N KL floor", _fmt(r.get("kl_floor"))))
+    iid = r.get("iid_sample_kl")
+    if isinstance(iid, dict):  # model-free learners with a KL target
+        facts.append((f"KL of {_str(iid.get('agents'))} agents drawn iid from the target",
+                      _fmt(iid.get("mean"))))
+    if r.get("inner_iterations") is not None:
+        facts.append(("inner iterations", r.get("inner_iterations")))
     dl = "".join(f"<dt>{_e(k)}</dt><dd>{_e(_str(v))}</dd>" for k, v in facts)
 
     rows = [(f"objective J ({name})", direction, base.get("objective"), best.get("objective"))]
@@ -266,6 +328,15 @@ def _header(run: SavedRun) -> str:
              # J is often the metric itself: one row is enough
              and not (m == name and base.get(m) == base.get("objective")
                       and best.get(m) == best.get("objective"))]
+    for label, key in (("J on fresh seeds (mean)", "validation"),):
+        b0, b1 = (_dict(base.get(key)).get("mean"), _dict(best.get(key)).get("mean"))
+        if b0 is not None or b1 is not None:
+            seeds = len(_dict(best.get(key)).get("seeds") or [])
+            rows.append((f"{label}, {seeds} seeds", direction, b0, b1))
+    mf = _dict(best.get("mean_field"))
+    if mf.get("objective") is not None:
+        rows.append(("J at the exact equilibrium (mean field)", direction, None,
+                     mf.get("objective")))
     body = "".join(
         f"<tr><th>{_e(label)}</th><td>{_fmt(b0)}</td><td>{_fmt(b1)}</td>"
         f"<td>{_pct(relative_improvement(b0, b1, d))}</td><td class=\"dir\">{_e(d)}</td></tr>"
@@ -312,15 +383,17 @@ def _trace(run: SavedRun, figure: _Figures) -> str:
     ev = run.evaluations
     if ev is None or not np.isfinite(ev.J).any():
         return ""
-    obj = run.result.get("objective") or {}
+    obj = _dict(run.result.get("objective"))
     name, direction = str(obj.get("name", "J")), str(obj.get("direction", "minimize"))
     if direction not in ("minimize", "maximize"):
         direction = "minimize"
-    baseline = _to_float((run.result.get("baseline") or {}).get("objective"))
-    # the floor is a level of the empirical KL, so it belongs on the axis only when J is KL
-    floor = _to_float(run.result.get("kl_floor")) if name == "kl" else math.nan
-    best_trial = (run.result.get("best") or {}).get("trial")
-    hits = np.flatnonzero(ev.trial == best_trial) if isinstance(best_trial, int) else []
+    baseline = _to_float(_dict(run.result.get("baseline")).get("objective"))
+    # a level of the empirical KL, so it belongs on the axis only when J is KL
+    iid = run.result.get("iid_sample_kl")
+    floor = _to_float(_dict(iid).get("mean")) if name == "kl" else math.nan
+    best_trial = _dict(run.result.get("best")).get("trial")
+    hits = (np.flatnonzero(ev.trial == best_trial) if isinstance(best_trial, int)
+            and not isinstance(best_trial, bool) else [])
     best_index = int(hits[0]) if len(hits) else None
     drawn = np.concatenate([ev.J[np.isfinite(ev.J)], [v for v in (baseline, floor)
                                                       if math.isfinite(v)]])
@@ -335,8 +408,9 @@ def _trace(run: SavedRun, figure: _Figures) -> str:
             title=f"J against evaluation ({direction})")
 
     fails = f" {n_fail} evaluation(s) without J are marked x on the axis." if n_fail else ""
-    floor_note = (" The dashed line is the finite-N floor of the empirical KL: near it, "
-                  "differences are sampling noise." if math.isfinite(floor) else "")
+    floor_note = (" The dashed line is the KL of as many agents drawn independently from the "
+                  "target: what perfectly placed independent agents would score. It is not a "
+                  "floor: agents that coordinate can do better." if math.isfinite(floor) else "")
     return ("<section><h2>The meta-agent's search</h2>"
             f"<p>Each evaluation's J as a point, the best so far as a line; the dotted line is "
             f"the baseline (w = 0).{floor_note}{fails}</p>"
@@ -376,6 +450,14 @@ def _failures(run: SavedRun) -> str:
             f"<th>error</th></tr></thead><tbody>{rows}</tbody></table></section>")
 
 
+def _problems(run: SavedRun) -> str:
+    if not run.problems:
+        return ""
+    items = "".join(f"<li>{_e(p)}</li>" for p in run.problems)
+    return ("<section><h2>Files left out</h2><p class=\"note\">These files of the run folder "
+            f"could not be read and are not shown:</p><ul>{items}</ul></section>")
+
+
 def _config(run: SavedRun) -> str:
     if run.config_text is None:
         return ""
@@ -387,6 +469,12 @@ def _config(run: SavedRun) -> str:
 
 def _e(text: str) -> str:
     return html.escape(text, quote=True)
+
+
+def _dict(x: Any) -> dict[str, Any]:
+    """``x`` if it is a JSON object, else ``{}`` (a tampered ``result.json`` may hold a
+    string or a list where an object belongs)."""
+    return x if isinstance(x, dict) else {}
 
 
 def _fmt(x: Any) -> str:
@@ -410,7 +498,10 @@ def _str(v: Any) -> str:
 def _vector(w: Any) -> str:
     if w is None or isinstance(w, str):
         return "n/a" if w is None else w
-    values = np.ravel(np.asarray(w, dtype=float))  # JSON nulls become NaN, shown as n/a
+    try:
+        values = np.ravel(np.asarray(w, dtype=float))  # JSON nulls become NaN, shown as n/a
+    except (TypeError, ValueError, OverflowError):  # text, objects or ragged lists
+        return "n/a (not a list of numbers)"
     shown = ", ".join(_fmt(v) for v in values[:W_SHOWN])
     more = f", ... ({values.size} values)" if values.size > W_SHOWN else ""
     return f"[{shown}{more}]"

@@ -177,7 +177,7 @@ def objective_trace(J: Array, path: Path, direction: str, ylabel: str,
     baseline
         ``J`` with the modifier off (``w = 0``), drawn as a dotted horizontal line.
     floor
-        A level no estimate can go below (the finite-N floor of the empirical KL), dashed.
+        A reference level drawn dashed: the KL of as many agents drawn iid from the target.
     best_index
         0-based position of the reported best evaluation, drawn as a star.
     logy
@@ -193,7 +193,7 @@ def objective_trace(J: Array, path: Path, direction: str, ylabel: str,
     if baseline is not None and np.isfinite(baseline):
         ax.axhline(baseline, ls=":", lw=1.4, color="tab:gray", label="baseline (w = 0)")
     if floor is not None and np.isfinite(floor):
-        ax.axhline(floor, ls="--", lw=1.2, color="tab:red", label="finite-N floor")
+        ax.axhline(floor, ls="--", lw=1.2, color="tab:red", label="N iid agents from the target")
     if best_index is not None and 0 <= best_index < J.size and ok[best_index]:
         ax.plot([x[best_index]], [J[best_index]], "*", ms=13, color="tab:orange", mec="black",
                 mew=0.6, label="best", zorder=5)

@@ -1,0 +1,399 @@
+"""Road networks from TNTP files: link-based Wardrop equilibrium, tolls, certificates.
+
+The ``routing`` game with a ``network:`` section (instead of ``edges:``) is a
+:class:`NetworkGame`: ``E`` links with BPR travel times, an origin-destination matrix
+between zones, and travellers who minimise the generalised cost
+
+.. math::
+
+    c_e(x_e) = t_e(x_e) + \\gamma_\\text{toll} \\, \\text{toll}_e
+        + \\gamma_\\text{dist} \\, \\text{length}_e + \\theta_e,
+    \\qquad t_e(x) = t^0_e \\bigl(1 + b_e (x / \\kappa_e)^{p_e}\\bigr),
+
+where ``theta_e`` is the meta-agent's toll (in cost units: minutes). Wardrop's
+equilibrium minimises Beckmann's potential ``sum_e int_0^{x_e} c_e`` over the feasible
+link flows.
+
+The engines (:mod:`crowdsteer.learners.wardrop`) never enumerate paths: bi-conjugate
+Frank-Wolfe works on link flows; gradient projection keeps only the paths in use,
+generated from shortest paths as it goes.
+
+As a mean-field game (the contract the meta-agent's code relies on) the game has
+``T = 1`` and one "state" per link: ``mu = x / D`` with ``D`` the number of trips between
+distinct zones, and ``reward(0, mu) = -D t(D mu)`` (travel time only), so that
+``crowdsteer.equilibrium.welfare(game, mu) = -sum_e x_e t_e(x_e)``, minus the total
+travel time (TSTT), tolls and generalised-cost terms excluded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from pydantic import Field
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import dijkstra
+
+from crowdsteer.config_base import Strict
+from crowdsteer.errors import ConfigError
+from crowdsteer.games.base import SparseMoves
+from crowdsteer.games.tntp import TntpNetwork, read_net, read_nodes, read_trips
+
+Array = np.ndarray
+NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+DEFAULT_RELATIVE_GAP = 1e-6
+"""Where ``learner: {name: exact}`` stops on a network unless ``relative_gap`` is set."""
+PRECISE_GAP = 1e-6
+"""Below this relative gap the path-based engine is used whatever the size."""
+PATH_BASED_PAIRS = 20_000
+"""Networks with more origin-destination pairs use Frank-Wolfe (down to ``PRECISE_GAP``)."""
+
+
+class NetworkConfig(Strict):
+    """The ``network`` subsection of ``game: {name: routing, network: ...}``."""
+
+    net: str
+    """``_net.tntp`` file (relative to the config file's folder)."""
+    trips: str
+    """``_trips.tntp`` file."""
+    node: str | None = None
+    """Optional ``_node.tntp`` file: coordinates for the map."""
+    toll_weight: NonNegFloat = 0.0
+    """Cost units per toll unit in the generalised cost (Chicago Sketch: 0.02 min/cent)."""
+    distance_weight: NonNegFloat = 0.0
+    """Cost units per length unit (Chicago Sketch: 0.04 min/mile)."""
+
+
+def _resolve(path: str, base_dir: Path | None) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() or base_dir is None else base_dir / p
+
+
+@dataclass(frozen=True, eq=False)
+class NetworkGame:
+    """A road network with its demand, as arrays. Build it with :func:`build_network`.
+
+    Attributes
+    ----------
+    net
+        The links (:class:`~crowdsteer.games.tntp.TntpNetwork`), in file order.
+    demand
+        ``(Z, Z)`` trips between zones (intrazonal entries are ignored: they use no link).
+    toll_weight, distance_weight
+        Weights of the file's tolls and lengths in the generalised cost.
+    coords
+        ``(nodes, 2)`` node coordinates, or ``None``.
+    """
+
+    net: TntpNetwork
+    demand: Array
+    toll_weight: float = 0.0
+    distance_weight: float = 0.0
+    coords: Array | None = None
+    trips_path: Path | None = None
+    T: int = 1
+    A: int = 1
+    allowed: None = None
+    mu0: Array = field(init=False, repr=False)
+    transition: SparseMoves = field(init=False, repr=False)
+    graph: "_Graph" = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        E = self.net.E
+        od = self.demand.copy()
+        np.fill_diagonal(od, 0.0)
+        object.__setattr__(self, "demand", od)
+        # The mean-field interface: one state per link, a single "stay" action. Nothing
+        # moves; the network engine, not the generic solver, finds the equilibrium.
+        object.__setattr__(self, "mu0", np.zeros(E))
+        object.__setattr__(self, "transition", SparseMoves(
+            np.arange(E)[:, None, None], np.ones((E, 1, 1))))
+        object.__setattr__(self, "graph", _Graph(self.net, od))
+
+    # ------------------------------------------------------------------ sizes and names
+    @property
+    def E(self) -> int:
+        return self.net.E
+
+    @property
+    def S(self) -> int:
+        return self.net.E
+
+    @property
+    def D(self) -> float:
+        """Trips between distinct zones (the travellers who use the network)."""
+        return float(self.demand.sum())
+
+    @property
+    def edge_names(self) -> tuple[str, ...]:
+        """``"i->j"`` in the file's 1-based node numbers (``#k`` for parallel links)."""
+        names: list[str] = []
+        seen: dict[str, int] = {}
+        for i, j in zip(self.net.tail + 1, self.net.head + 1):
+            base = f"{i}->{j}"
+            seen[base] = seen.get(base, 0) + 1
+            names.append(base if seen[base] == 1 else f"{base}#{seen[base]}")
+        return tuple(names)
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        return self.edge_names
+
+    # ------------------------------------------------------------------ costs
+    @property
+    def fixed_cost(self) -> Array:
+        """``(E,)`` flow-independent generalised-cost terms: toll and distance."""
+        return self.toll_weight * self.net.toll + self.distance_weight * self.net.length
+
+    def travel_time(self, x: Array) -> Array:
+        """``(E,)`` BPR travel times at link flows ``x``."""
+        return self.net.travel_time(x)
+
+    def travel_time_derivative(self, x: Array, order: int = 1) -> Array:
+        """``(E,)`` first (or second) derivative of the BPR time in the flow."""
+        n = self.net
+        p = n.power
+        u = np.maximum(x, 0.0) / n.capacity
+        coef = n.free_flow_time * n.b * p / n.capacity
+        if order == 1:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.where(p > 0, coef * u ** np.maximum(p - 1, 0.0), 0.0)
+        coef = coef * (p - 1) / n.capacity
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(p > 1, coef * u ** np.maximum(p - 2, 0.0), 0.0)
+
+    def total_travel_time(self, x: Array) -> float:
+        """TSTT ``sum_e x_e t_e(x_e)`` of link flows ``x`` (time only)."""
+        return float(x @ self.travel_time(x))
+
+    def generalised_cost(self, x: Array, toll: Array | None = None) -> Array:
+        """``(E,)`` what a traveller pays per link: time + weighted toll and distance +
+        ``toll`` (the meta-agent's, in cost units)."""
+        c = self.travel_time(x) + self.fixed_cost
+        return c if toll is None else c + toll
+
+    # ------------------------------------------------------------------ mean-field view
+    def flows(self, mu_t: Array) -> Array:
+        """``(E,)`` link flows ``x = D mu``."""
+        return self.D * np.asarray(mu_t, dtype=float)
+
+    def reward(self, t: int, mu_t: Array) -> Array:
+        """``(E,)`` ``-D t(D mu)``: ``mu . reward = -TSTT`` (time only)."""
+        return -self.D * self.travel_time(self.flows(mu_t))
+
+    def reward_vjp(self, t: int, mu_t: Array, g: Array) -> Array:
+        """``(E,)`` ``g^T d reward / d mu = -D^2 t'(D mu) * g`` (the Jacobian is diagonal)."""
+        return -self.D ** 2 * self.travel_time_derivative(self.flows(mu_t)) * np.asarray(g)
+
+    def equilibrium_vjp(self, solution: Any, theta: Any, g_mu: Array) -> tuple[Array, float]:
+        """``(g_theta, residual)``: ``dJ/dtheta`` (``(E,)``, per unit toll on each link) given
+        ``dJ/dmu = g_mu`` (the shape of ``solution.mu``) at the equilibrium under tolls
+        ``theta``; see :func:`crowdsteer.learners.wardrop.equilibrium_vjp`."""
+        from crowdsteer.learners.wardrop import equilibrium_vjp
+
+        return equilibrium_vjp(self, solution, _toll_vector(theta, self.E), g_mu)
+
+    def worst_off(self, mu: Array) -> float:
+        """``-D`` times the longest shortest-path travel time of any pair with demand, at the
+        flows ``D mu[0]`` (the ``maxmin`` objective: the worst-off pair's time)."""
+        x = self.flows(mu[0])
+        dist = self.graph.distances(self.travel_time(x))
+        return -self.D * float(dist[self.demand[self.graph.origins] > 0].max())
+
+    def net_transfer(self, solution: Any, theta: Any) -> float:
+        """What the tolls pay the travellers: minus the revenue ``-sum_e x_e theta_e``
+        (0 with budget balance, where the revenue is handed back)."""
+        if theta is None or isinstance(theta, RebatedTolls):
+            return 0.0
+        x = self.flows(solution.mu[0])
+        return -float(x @ np.asarray(theta, dtype=float))
+
+    # ------------------------------------------------------------------ equilibrium
+    def solve_equilibrium(self, theta: Any = None, relative_gap: float = DEFAULT_RELATIVE_GAP,
+                          max_iterations: int = 100_000, progress: Any = None,
+                          temperature: float = 0.0, system_optimum: bool = False) -> Any:
+        """Wardrop equilibrium under tolls ``theta`` (``(E,)`` cost units, or ``None``): a
+        :class:`~crowdsteer.learners.wardrop.NetworkSolution`. ``system_optimum`` solves
+        for the system optimum instead (the equilibrium of marginal social costs)."""
+        from crowdsteer.learners.wardrop import bfw, gradient_projection
+
+        if temperature > 0:
+            raise ConfigError("learner.temperature", "road networks are solved for "
+                              "Wardrop's (deterministic) equilibrium; allowed: 0")
+        toll = _toll_vector(theta, self.E)
+        free = self.generalised_cost(np.zeros(self.E), toll)
+        if np.any(free < 0):  # shortest paths (Dijkstra) need costs >= 0
+            e = int(np.argmin(free))
+            raise ConfigError("modifier.bounds", f"a subsidy makes link {self.edge_names[e]} "
+                              f"cost {free[e]:.3g} < 0 at free flow; allowed: costs >= 0")
+        # Path-based gradient projection with Newton steps converges in tens of iterations
+        # (Sioux Falls: 32 to 1e-6, 35 to 1e-12), but each costs ~ the number of used
+        # paths; on many pairs (Chicago Sketch: 93,513, 3-4 s an iteration) bi-conjugate
+        # Frank-Wolfe's cheap iterations win down to 1e-6 (BENCHMARKS.md, network).
+        many = int(np.count_nonzero(self.demand)) > PATH_BASED_PAIRS
+        engine = bfw if many and relative_gap >= PRECISE_GAP else gradient_projection
+        return engine(self, toll, relative_gap, max_iterations, progress, system_optimum)
+
+
+NETWORK_LEARNERS = ("exact", "routes")
+"""Learners that work on road networks (the others simulate states, which a network lacks)."""
+
+
+def check_learner(game: Any, name: str) -> None:
+    """Refuse, in one line, a learner that cannot run on a road network."""
+    if isinstance(game, NetworkGame) and name not in NETWORK_LEARNERS:
+        raise ConfigError("learner.name", f"{name} does not run on road networks; allowed: "
+                          "exact (the Wardrop equilibrium) or routes (travellers who learn "
+                          "their routes)")
+
+
+class RebatedTolls(np.ndarray):
+    """``(E,)`` tolls whose revenue is handed back equally per traveller (budget balance).
+
+    A lump sum changes no route, so the equilibrium is that of the plain tolls; only
+    the net transfer (``0``) differs.
+    """
+
+
+def _toll_vector(theta: Any, E: int) -> Array | None:
+    if theta is None:
+        return None
+    if callable(theta):
+        raise ConfigError("modifier.name", "network games take tolls per link (the tolls "
+                          "modifier); this modifier gives a state-action table")
+    toll = np.asarray(theta, dtype=float)
+    if toll.shape != (E,):
+        toll = toll.reshape(-1)
+        if toll.shape != (E,):
+            raise ConfigError("modifier", f"network tolls need shape ({E},), got "
+                              f"{np.shape(theta)}")
+    return toll
+
+
+class _Graph:
+    """Shortest paths and all-or-nothing loading on the network, vectorised over origins.
+
+    Zones below ``<FIRST THRU NODE>`` are never passed through: their outgoing links leave
+    from a twin node (the zone as an origin), so paths can end at a zone but not cross it.
+    Parallel links share one arc of the shortest-path graph, the cheapest of them.
+    """
+
+    def __init__(self, net: TntpNetwork, demand: Array) -> None:
+        N, Z = net.nodes, net.zones
+        blocked = np.arange(Z) < min(net.first_thru_node - 1, Z)  # zones never passed through
+        twin = np.full(N, -1)
+        twin[np.flatnonzero(blocked)] = N + np.arange(blocked.sum())
+        self.n = N + int(blocked.sum())
+        tail = np.where((net.tail < Z) & blocked[np.minimum(net.tail, Z - 1)],
+                        twin[net.tail], net.tail)
+        self.tail, self.head = tail, net.head.copy()
+        self.origins = np.flatnonzero(demand.sum(axis=1) > 0)  # zones with trips out
+        self.source = np.where(twin[self.origins] >= 0, twin[self.origins], self.origins)
+        self.od = demand[self.origins]  # (Zo, Z)
+        self.Z = Z
+        # one arc per (tail, head) pair, in CSR order
+        key = self.tail * self.n + self.head
+        self.pairs, self.pair_of = np.unique(key, return_inverse=True)
+        self.parallel = self.pairs.shape[0] < key.shape[0]
+        self.link_of_pair = np.zeros(self.pairs.shape[0], np.int64)
+        self.link_of_pair[self.pair_of] = np.arange(key.shape[0])
+        rows = self.pairs // self.n
+        self.indptr = np.searchsorted(rows, np.arange(self.n + 1)).astype(np.int32)
+        self.indices = (self.pairs % self.n).astype(np.int32)
+        self._flat_rows = (np.arange(self.source.shape[0])[:, None] * self.n).astype(np.int32)
+        # (tail, head) -> pair lookup: a dense table while it is small, else a binary search
+        self._table = None
+        if self.n * self.n <= 4_000_000:
+            self._table = np.full(self.n * self.n, -1, np.int32)
+            self._table[self.pairs] = np.arange(self.pairs.shape[0], dtype=np.int32)
+
+    def arc_link(self, tail: Array, head: Array) -> Array:
+        """The link (the cheapest, among parallel ones) of each arc ``tail -> head``."""
+        key = tail.astype(np.int64) * self.n + head
+        pair = self._table[key] if self._table is not None else np.searchsorted(self.pairs, key)
+        return self.link_of_pair[pair]
+
+    def _pair_costs(self, cost: Array) -> Array:
+        if not self.parallel:
+            return cost[self.link_of_pair]
+        # the cheapest of each group of parallel links
+        order = np.lexsort((cost, self.pair_of))
+        first = np.ones(order.shape[0], bool)
+        first[1:] = self.pair_of[order[1:]] != self.pair_of[order[:-1]]
+        self.link_of_pair = order[first]
+        return cost[self.link_of_pair]
+
+    def shortest_paths(self, cost: Array) -> tuple[Array, Array]:
+        """``(dist, pred)``, ``(Zo, n)`` each, from every origin."""
+        G = csr_matrix((self._pair_costs(cost), self.indices, self.indptr),
+                       shape=(self.n, self.n))
+        return dijkstra(G, directed=True, indices=self.source, return_predecessors=True)
+
+    def distances(self, cost: Array) -> Array:
+        """``(Zo, Z)`` shortest-path costs from every origin to every zone."""
+        return self.shortest_paths(cost)[0][:, :self.Z]
+
+    def all_or_nothing(self, cost: Array) -> tuple[Array, float, Array]:
+        """Load every origin's trips on its shortest-path tree.
+
+        Returns ``(y, sptt, dist)``: ``(E,)`` link flows, the total shortest-path cost
+        ``sum_od d_od dist_od`` and ``(Zo, Z)`` the distances.
+        """
+        dist, pred = self.shortest_paths(cost)
+        Zo, n = dist.shape
+        sptt = float(np.sum(self.od * dist[:, :self.Z]))
+        pred = pred.astype(np.int32)
+        has = (pred >= 0).ravel()
+        flat = np.arange(Zo * n, dtype=np.int32)
+        parent = np.where(has, (self._flat_rows + pred).ravel(), flat)
+        # depth in each tree by pointer jumping: log2(depth) rounds of gathers
+        depth = has.astype(np.int32)
+        anc = parent
+        while True:
+            nxt = anc[anc]
+            if np.array_equal(nxt, anc):
+                break
+            depth += depth[anc]
+            anc = nxt
+        load = np.zeros((Zo, n))
+        load[:, :self.Z] = self.od
+        load = load.ravel()
+        top = int(depth.max())
+        order = np.argsort(depth.astype(np.uint8 if top < 256 else np.uint16), kind="stable")
+        bounds = np.cumsum(np.bincount(depth, minlength=top + 1))
+        for level in range(top, 0, -1):  # deepest first: children before their parents
+            idx = order[bounds[level - 1]:bounds[level]]
+            np.add.at(load, parent[idx], load[idx])
+        # the link of each tree arc pred -> node
+        arcs = np.flatnonzero(has)
+        link = self.arc_link(pred.ravel()[arcs], arcs % n)
+        y = np.bincount(link, weights=load[arcs], minlength=cost.shape[0])
+        return y, sptt, dist[:, :self.Z]
+
+
+def build_network(cfg: NetworkConfig, base_dir: Path | None = None,
+                  field_name: str = "game.network") -> NetworkGame:
+    """Read the files, check every pair with trips can reach its destination."""
+    net = read_net(_resolve(cfg.net, base_dir), f"{field_name}.net")
+    trips_path = _resolve(cfg.trips, base_dir)
+    trips = read_trips(trips_path, net.zones, f"{field_name}.trips")
+    coords = None
+    if cfg.node is not None:
+        coords = read_nodes(_resolve(cfg.node, base_dir), net.nodes, f"{field_name}.node")
+    game = NetworkGame(net, trips.demand, cfg.toll_weight, cfg.distance_weight, coords,
+                       trips_path)
+    if game.D <= 0:
+        raise ConfigError(f"{field_name}.trips", f"{trips_path}: no trips between distinct "
+                          "zones")
+    dist = game.graph.distances(game.generalised_cost(np.zeros(game.E)))
+    bad = np.argwhere(~np.isfinite(dist) & (game.graph.od > 0))
+    if bad.size:
+        o, d = game.graph.origins[bad[0, 0]] + 1, bad[0, 1] + 1
+        line = trips.origin_line.get(int(o))
+        where = f"{trips_path}" + (f", line {line}" if line else "")
+        raise ConfigError(f"{field_name}.trips", f"{where}: origin {o} has trips to {d}, "
+                          f"which no path reaches ({len(bad)} such pairs)")
+    return game

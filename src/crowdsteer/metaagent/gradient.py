@@ -1,0 +1,233 @@
+"""Hypergradients in the meta-agent: ``dJ/dw`` of one evaluation, and the ``gradient``
+optimiser that follows it.
+
+:func:`value_and_grad` solves the game modified at ``w`` (the exact learner), measures J
+and differentiates it through the equilibrium (:mod:`crowdsteer.adjoint`): one equilibrium
+solve plus one adjoint solve per evaluation.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from crowdsteer.adjoint import GradientError, accepts_mu, adjoint
+from crowdsteer.learners.base import Solution
+from crowdsteer.metaagent.evaluation import Sample, Setup, WarmStarts, measured
+
+Array = np.ndarray
+
+
+@dataclass(frozen=True)
+class Hypergradient:
+    """One evaluation with its gradient.
+
+    Attributes
+    ----------
+    sample
+        J and the diagnostics, as :func:`~crowdsteer.metaagent.evaluation.evaluate_once`.
+    grad
+        ``(n_params,)`` ``dJ / dw`` (in J's own direction: minimised for ``kl``, maximised
+        for ``welfare``).
+    solution
+        The equilibrium (warm start for the next evaluation).
+    residual
+        Relative residual of the adjoint linear solve.
+    products
+        Vector-Jacobian products the adjoint solve used.
+    adjoint_seconds
+        Wall time of the adjoint (included in ``sample.seconds``).
+    """
+
+    sample: Sample
+    grad: Array
+    solution: Solution
+    residual: float
+    products: int
+    adjoint_seconds: float
+
+
+def value_and_grad(s: Setup, w: Array, repeat: int = 0,
+                   init: Solution | None = None) -> Hypergradient:
+    """Evaluate J at ``w`` and its exact gradient through the equilibrium.
+
+    Raises
+    ------
+    GradientError
+        The learner is not the exact one, the temperature is 0, the objective or game has
+        no derivative, or the adjoint solve did not converge.
+    """
+    w = np.asarray(w, dtype=float)
+    sample, sol, theta = measured(s, w, repeat, init)
+    start = time.perf_counter()
+    if sol.mu_sample is not None:
+        raise GradientError("hypergradients need the exact learner (learner: {name: exact}): "
+                            "a model-free learner's J is noisy and has no exact gradient")
+    g_mu = s.objective.gradient(s.game, sol.mu)
+    own = getattr(s.game, "equilibrium_vjp", None)
+    if own is not None:
+        g_theta, residual = own(sol, theta, g_mu)
+        products = 0
+    else:
+        theta_mu = (lambda R: s.modifier.theta_mu_vjp(w, R)) if callable(theta) else None
+        adj = adjoint(s.game, sol.mu, theta, s.tau, g_mu, theta_mu)
+        g_theta, residual, products = adj.g_theta, adj.residual, adj.iterations
+    vjp = getattr(s.modifier, "theta_vjp", None)
+    if vjp is None:
+        raise GradientError(f"modifier {type(s.modifier).__name__} has no derivative in w; "
+                            "use optimiser bo")
+    grad = vjp(w, g_theta, mu=sol.mu) if accepts_mu(vjp) else vjp(w, g_theta)
+    seconds = time.perf_counter() - start
+    sample = Sample(**{**sample.__dict__, "seconds": sample.seconds + seconds})
+    return Hypergradient(sample, np.asarray(grad, dtype=float), sol, residual, products, seconds)
+
+
+# ------------------------------------------------------------------ the gradient optimiser
+
+
+def gradient_support(s: Setup) -> str | None:
+    """Why hypergradients do not apply to this setup, or ``None`` when they do."""
+    from crowdsteer.equilibrium import TAU_MIN
+    from crowdsteer.adjoint import reward_vjp
+
+    if s.config["learner"].name != "exact":
+        return (f"learner {s.config['learner'].name} is model-free: J is seen only through "
+                "noisy samples")
+    own = getattr(s.game, "equilibrium_vjp", None) is not None
+    if not own and s.tau <= TAU_MIN:
+        return "learner.temperature is 0: the equilibrium is not differentiable in w"
+    if s.objective.name not in ("kl", "welfare"):
+        return f"objective {s.objective.name} has no gradient"
+    if getattr(s.modifier, "theta_vjp", None) is None:
+        return f"modifier {s.config['modifier'].name} has no derivative in w"
+    if not own:
+        try:
+            reward_vjp(s.game, 0, s.game.mu0, np.zeros(s.game.S))
+        except GradientError as exc:
+            return str(exc)
+    return None
+
+
+class _Budget(Exception):
+    """Every evaluation the run may use has been used."""
+
+
+
+GRADIENT_TOLERANCE = 1e-8
+"""Exploitability every equilibrium is solved to under the gradient optimiser (or the
+learner's own ``tolerance`` if tighter): the error of ``mu`` grows like the square root of
+the exploitability, and L-BFGS-B's line searches need J and its gradient to agree."""
+
+
+def for_gradients(s: Setup) -> Setup:
+    """``s`` with the exact learner's tolerance tightened to :data:`GRADIENT_TOLERANCE`."""
+    import dataclasses
+
+    from crowdsteer.learners.exact import ExactSolver
+
+    cfg = s.config["learner"]
+    tol = getattr(cfg, "tolerance", None)
+    if not isinstance(s.learner, ExactSolver) or tol is None or tol <= GRADIENT_TOLERANCE:
+        return s
+    return dataclasses.replace(s, learner=ExactSolver(cfg.model_copy(
+        update={"tolerance": GRADIENT_TOLERANCE})))
+
+
+def descend(s: Setup, study: Any, out: Any = None, progress: Any = None) -> int:
+    """The ``gradient`` optimiser: bounded L-BFGS-B on exact hypergradients, with restarts.
+
+    1. Start at ``w = 0`` (the baseline, the first evaluation).
+    2. L-BFGS-B (SciPy) in the box ``bounds^n``; every call of J is one equilibrium solve
+       (warm-started from the closest ``w`` solved so far) plus one adjoint solve, recorded
+       as a trial of the study (its gradient in the trial's ``grad`` attribute).
+    3. When L-BFGS-B stops (a stationary point: projected gradient ~ 0) and evaluations
+       remain, restart from the best ``w`` so far plus a Gaussian step of a quarter of the
+       box width (seeded by the run's seed and the restart number).
+
+    ``evaluations`` counts equilibrium solves; the adjoint's cost shows in ``seconds``.
+    Resuming replays the stored evaluations in order (L-BFGS-B is deterministic, so it asks
+    the same ``w`` again) and continues where the run stopped. Returns the number of
+    restarts.
+    """
+    from scipy.optimize import minimize
+
+    from crowdsteer.errors import CrowdsteerError, DivergenceError
+    from crowdsteer.metaagent.evaluation import combine
+    from crowdsteer.metaagent.study import (
+        attrs, best_or_none, best_trial_of, finished, reason, record, trial_w, worst_value,
+        write_evaluations,
+    )
+
+    s = for_gradients(s)
+    opt = s.optimiser
+    n = s.modifier.n_params
+    lo, hi = (float(b) for b in s.config["modifier"].bounds)
+    sign = 1.0 if s.objective.direction == "minimize" else -1.0
+    total = 1 + opt.evaluations
+    records = finished(study)
+    warm = WarmStarts(s.learner, enabled=opt.warm_starts)
+    used = 0
+
+    def stored(rec: Any, w: Array) -> tuple[float, Array]:
+        w_rec = np.array(trial_w(rec, n))
+        if not np.array_equal(w_rec, w):
+            raise CrowdsteerError("cannot resume this gradient run: the optimiser asked a "
+                                  "different w than the stored run at evaluation "
+                                  f"{used} (was the config changed?); start it again with --force")
+        grad = np.asarray(rec.user_attrs.get("grad") or np.zeros(n), dtype=float)
+        return sign * float(rec.value), sign * grad
+
+    def fun(x: Array) -> tuple[float, Array]:
+        nonlocal used
+        w = np.clip(np.asarray(x, dtype=float), lo, hi)
+        if used < len(records):
+            out_ = stored(records[used], w)
+            used += 1
+            return out_
+        if used >= total:
+            raise _Budget
+        used += 1
+        first = {"baseline": True} if used == 1 else {}
+        try:
+            hg = value_and_grad(s, w, 0, warm.closest(w))
+        except (DivergenceError, GradientError) as exc:
+            worst = worst_value(study, s.objective.direction)
+            record(study, list(w), worst,
+                   {**first, "error": reason(exc), "failed": True})
+            if used == 1:
+                raise CrowdsteerError(f"the baseline (w = 0) failed: {reason(exc)}") from None
+            _after()
+            return sign * float(worst), np.zeros(n)
+        res = combine(w, [hg.sample])
+        record(study, list(w), res.objective,
+               {**first, **attrs(res), "grad": [float(g) for g in hg.grad],
+                "adjoint_residual": hg.residual})
+        warm.add(w, hg.solution)
+        _after()
+        return sign * res.objective, sign * hg.grad
+
+    def _after() -> None:
+        if out is not None:
+            write_evaluations(study, n, out / "evaluations.csv")
+        if progress is not None:
+            progress(min(used, total), total, best_or_none(study, s.objective.direction, False))
+
+    x0 = np.zeros(n)
+    restarts = 0
+    while True:
+        try:
+            minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=[(lo, hi)] * n,
+                     options={"maxfun": 10**9, "maxiter": 10**9})
+        except _Budget:
+            break
+        if used >= total:
+            break
+        restarts += 1
+        best = best_trial_of(study, s.objective.direction, False)
+        center = np.array(trial_w(best, n))
+        rng = np.random.default_rng(np.random.SeedSequence([s.config.seed, 7, restarts]))
+        x0 = np.clip(center + rng.normal(0.0, 0.25 * (hi - lo), n), lo, hi)
+    return restarts

@@ -1,0 +1,240 @@
+"""Hypergradients: dJ/dw through the equilibrium (crowdsteer.adjoint, metaagent.gradient).
+
+References, each independent of the adjoint code:
+
+* central finite differences of J itself (two full equilibrium solves per component, to an
+  exploitability of 1e-14, where the mean field is accurate to about 1e-7);
+* the closed form of the one-shot log-congestion game: ``mu = softmax((d + F w)/(c + tau))``
+  (see tests/test_crowd.py for its derivation), so
+  ``dJ/dw = F^T (diag(mu) - mu mu^T) (log(mu / M) + 1) / (c + tau)`` for the KL to ``M``;
+* potential-based shaping leaves the equilibrium unchanged (Ng et al. 1999), so its
+  gradient is zero.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from crowdsteer import load_config, run
+from crowdsteer.adjoint import GradientError, adjoint
+from crowdsteer.errors import ConfigError
+from crowdsteer.metaagent import setup
+from crowdsteer.metaagent.evaluation import evaluate_once
+from crowdsteer.metaagent.gradient import gradient_support, value_and_grad
+
+TIGHT = {"name": "exact", "tolerance": 1e-14, "max_iterations": 200_000}
+
+CROWD_ANY = {"name": "crowd", "height": 6, "width": 7, "horizon": 1,
+             "congestion": {"kind": "kernel", "strength": 1.0, "radius": 1.0},
+             "desirability": {"bumps": [{"center": [2, 2], "height": 1.0, "width": 2.0}]}}
+CROWD_LOCAL = {"name": "crowd", "height": 4, "width": 5, "horizon": 3, "moves": "local",
+               "noise": 0.1, "congestion": {"kind": "log", "strength": 0.5},
+               "desirability": {"bumps": [{"center": [[0, 0], [1, 2], [3, 4]], "height": 1.0,
+                                           "width": 1.5}]}}
+BRAESS = {"name": "routing", "demand": [{"from": "s", "to": "t", "amount": 1.0}], "edges": [
+    {"from": "s", "to": "a", "latency": {"kind": "affine", "b": 1.0}},
+    {"from": "s", "to": "b", "latency": {"kind": "constant", "a": 1.0}},
+    {"from": "a", "to": "t", "latency": {"kind": "constant", "a": 1.0}},
+    {"from": "b", "to": "t", "latency": {"kind": "affine", "b": 1.0}},
+    {"from": "a", "to": "b", "latency": {"kind": "constant", "a": 0.0}}]}
+KL_CROWD = {"name": "kl", "target": {"bumps": [{"center": [1, 4], "width": 1.5}]}}
+
+CASES = {
+    # id: (game, temperature, modifier, objective)
+    "crowd-any-power-kl": (CROWD_ANY, 0.1, {"name": "power_series", "order": 2}, KL_CROWD),
+    "crowd-any-rbf-welfare": (CROWD_ANY, 0.05, {"name": "rbf", "centers": 2},
+                              {"name": "welfare"}),
+    "crowd-local-perstep-balanced-kl": (CROWD_LOCAL, 0.2, {
+        "name": "power_series", "order": 1, "per_step": True, "budget_balanced": True},
+        KL_CROWD),
+    "crowd-local-tabular-welfare": (CROWD_LOCAL, 0.2, {"name": "tabular"}, {"name": "welfare"}),
+    "crowd-local-kernel-rbf-perstep-welfare": (
+        {**CROWD_LOCAL, "congestion": {"kind": "kernel", "strength": 2.0, "radius": 1.0}}, 0.1,
+        {"name": "rbf", "centers": 2, "per_step": True}, {"name": "welfare"}),
+    "braess-tolls-welfare": (BRAESS, 0.05, {"name": "tolls", "bounds": [-1, 2]},
+                             {"name": "welfare"}),
+    "braess-tolls-balanced-kl": (BRAESS, 0.05, {"name": "tolls", "budget_balanced": True,
+                                                "bounds": [-1, 2]},
+                                 {"name": "kl", "target": {"values": [
+                                     0.01, 0.3, 0.3, 0.39]}}),
+    "pd-transfers-welfare": ({"name": "matrix", "preset": "prisoners_dilemma"}, 0.3,
+                             {"name": "transfers", "bounds": [-4, 4]}, {"name": "welfare"}),
+    "pd2-balanced-transfers-welfare": (
+        {"name": "matrix", "preset": "prisoners_dilemma", "players": 2}, 0.3,
+        {"name": "transfers", "budget_balanced": True, "bounds": [-4, 4]},
+        {"name": "welfare"}),
+    "stag-hunt-repeated-tabular-welfare": (
+        {"name": "matrix", "preset": "stag_hunt", "horizon": 2}, 0.5,
+        {"name": "tabular", "per_step": True}, {"name": "welfare"}),
+    "congestion-tolls-welfare": (
+        {"name": "congestion", "players": 3, "resources": [
+            {"name": "x", "a": 0.0, "b": 1.0}, {"name": "y", "a": 1.0, "b": 0.5},
+            {"name": "z", "a": 2.0, "b": 0.0}]}, 0.2, {"name": "tolls"}, {"name": "welfare"}),
+}
+
+
+def _setup(case: str, learner: dict | None = None):
+    game, tau, modifier, objective = CASES[case]
+    cfg = {"game": copy.deepcopy(game), "learner": {**(learner or TIGHT), "temperature": tau},
+           "modifier": copy.deepcopy(modifier), "objective": copy.deepcopy(objective)}
+    return setup(load_config(cfg))
+
+
+def central_differences(s, w: np.ndarray, h: float = 2e-3) -> np.ndarray:
+    """dJ/dw by the five-point central stencil on full equilibrium solves (the reference).
+
+    Its truncation error is O(h^4); its noise is that of J, about 1e-8 at an exploitability
+    of 1e-14 (the mean field is then accurate to ~1e-7), divided by ~h: h = 2e-3 keeps both
+    near 1e-5 of the gradient's scale.
+    """
+    def J(x: np.ndarray) -> float:
+        return evaluate_once(s, x, 0).objective
+
+    out = np.empty_like(w)
+    for i in range(w.size):
+        e = np.zeros_like(w)
+        e[i] = h
+        out[i] = (-J(w + 2 * e) + 8 * J(w + e) - 8 * J(w - e) + J(w - 2 * e)) / (12 * h)
+    return out
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_gradient_matches_central_differences(case):
+    s = _setup(case)
+    lo, hi = s.config["modifier"].bounds
+    rng = np.random.default_rng(3)
+    w = rng.uniform(lo, hi, s.modifier.n_params) * 0.3
+    hg = value_and_grad(s, w)
+    fd = central_differences(s, w)
+    scale = np.abs(fd).max()
+    assert scale > 1e-4, "the case should move J"
+    assert np.abs(hg.grad - fd).max() <= 1e-4 * scale
+    assert hg.residual <= 1e-6
+    assert hg.sample.objective == pytest.approx(evaluate_once(s, w, 0).objective, rel=1e-10)
+
+
+def test_gradient_matches_the_closed_form_of_the_log_game():
+    """One shot, any moves, log congestion: mu = softmax((d + F w) / (c + tau))."""
+    c, tau = 0.7, 0.2
+    s = setup(load_config({
+        "game": {"name": "crowd", "height": 5, "width": 6, "congestion": {"kind": "log",
+                                                                         "strength": c},
+                 "desirability": {"bumps": [{"center": [1, 2], "height": 1.0, "width": 1.5}]}},
+        "learner": {**TIGHT, "temperature": tau}, "modifier": {"name": "power_series",
+                                                               "order": 3},
+        "objective": {"name": "kl", "target": {"bumps": [{"center": [4, 4], "width": 2.0}]}}}))
+    w = np.random.default_rng(1).uniform(-1, 1, s.modifier.n_params)
+    F, d, M = s.modifier.features, s.game.d[0], s.objective.target[0]
+    z = (d + F @ w) / (c + tau)
+    mu = np.exp(z - z.max())
+    mu /= mu.sum()
+    g = np.log(mu / M) + 1
+    expected = F.T @ ((mu * g - mu * (mu @ g)) / (c + tau))
+    hg = value_and_grad(s, w)
+    assert np.abs(hg.grad - expected).max() <= 1e-6 * np.abs(expected).max()
+
+
+def test_potential_based_shaping_has_zero_gradient():
+    """Shaping keeps the equilibrium (Ng et al. 1999): J cannot move, its gradient is 0."""
+    game, tau, _, objective = CASES["crowd-local-perstep-balanced-kl"]
+    s = setup(load_config({"game": game, "learner": {**TIGHT, "temperature": tau},
+                           "modifier": {"name": "potential_based",
+                                        "potential": {"name": "rbf", "centers": 2}},
+                           "objective": objective}))
+    w = np.random.default_rng(0).uniform(-2, 2, s.modifier.n_params)
+    J0 = evaluate_once(s, np.zeros_like(w), 0).objective
+    assert evaluate_once(s, w, 0).objective == pytest.approx(J0, abs=1e-9)
+    assert np.abs(value_and_grad(s, w).grad).max() <= 1e-9
+
+
+def test_the_adjoint_refuses_a_solve_that_did_not_converge():
+    s = _setup("crowd-local-tabular-welfare")
+    w = np.zeros(s.modifier.n_params)
+    sol = s.learner.solve(s.game, s.modifier.theta(w))
+    g = s.objective.gradient(s.game, sol.mu)
+    with pytest.raises(GradientError, match="did not converge"):
+        adjoint(s.game, sol.mu, s.modifier.theta(w), s.tau, g, max_products=1)
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"learner": {"name": "exact", "temperature": 0.0}}, "temperature is 0"),
+    ({"objective": {"name": "maxmin"}}, "maxmin has no gradient"),
+    ({"learner": {"name": "fictitious_play", "agents": 100, "temperature": 0.1}},
+     "model-free"),
+])
+def test_where_gradients_do_not_apply_auto_picks_bo_and_gradient_is_refused(change, reason):
+    game, _, modifier, objective = CASES["crowd-any-power-kl"]
+    cfg = {"game": game, "learner": {"name": "exact", "temperature": 0.1},
+           "modifier": modifier, "objective": objective, **change}
+    s = setup(load_config(cfg))
+    assert reason in gradient_support(s)
+    with pytest.raises(ConfigError, match="optimiser.name: gradient does not apply"):
+        run({**cfg, "optimiser": {"name": "gradient", "evaluations": 2}})
+    result = run({**cfg, "optimiser": {"name": "auto", "evaluations": 2, "initial": 2}})
+    assert result.evaluations == 3
+
+
+def test_projected_gradient_vanishes_at_the_optimum_found():
+    """L-BFGS-B in the box stops where the projected gradient is ~0 (first-order optimality
+    of the bound-constrained problem), checked with a fresh gradient at the best w."""
+    game, tau, _, objective = CASES["crowd-any-power-kl"]
+    cfg = {"game": game, "learner": {"name": "exact", "temperature": tau},
+           "modifier": {"name": "power_series", "order": 2, "bounds": [-2, 2]},
+           "objective": objective, "optimiser": {"name": "gradient", "evaluations": 60}}
+    result = run(cfg)
+    s = setup(load_config({**cfg, "learner": {**TIGHT, "temperature": tau}}))
+    w = np.asarray(result.best.w)
+    g = value_and_grad(s, w).grad
+    lo, hi = s.config["modifier"].bounds
+    projected = np.where((w <= lo + 1e-9) & (g > 0) | (w >= hi - 1e-9) & (g < 0), 0.0, g)
+    g0 = value_and_grad(s, np.zeros_like(w)).grad
+    assert result.best.objective < 0.5 * result.baseline.objective
+    assert np.abs(projected).max() <= 1e-3 * np.abs(g0).max()
+
+
+def _rows(path):
+    import csv
+
+    with open(path) as f:
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
+
+
+@pytest.mark.parametrize("warm_starts", [False, True])
+def test_a_killed_gradient_run_resumes_to_the_same_evaluations(tmp_path, monkeypatch,
+                                                               warm_starts):
+    """Resume replays the stored evaluations (L-BFGS-B asks the same w again) and goes on;
+    cold starts repeat an uninterrupted run bit for bit, warm starts to within tolerance."""
+    import crowdsteer.metaagent.gradient as gradient_module
+
+    game, tau, _, objective = CASES["crowd-any-power-kl"]
+    cfg = {"game": game, "learner": {"name": "exact", "temperature": tau},
+           "modifier": {"name": "power_series", "order": 2},
+           "objective": objective,
+           "optimiser": {"name": "gradient", "evaluations": 12, "warm_starts": warm_starts}}
+    run(cfg, out=tmp_path / "whole")
+    real = gradient_module.value_and_grad
+    calls = {"n": 0}
+
+    def dies_at_seventh(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(gradient_module, "value_and_grad", dies_at_seventh)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, out=tmp_path / "killed")
+    assert len(_rows(tmp_path / "killed" / "evaluations.csv")) == 6
+    monkeypatch.setattr(gradient_module, "value_and_grad", real)
+    run(cfg, out=tmp_path / "killed", resume=True)
+    whole = _rows(tmp_path / "whole" / "evaluations.csv")
+    resumed = _rows(tmp_path / "killed" / "evaluations.csv")
+    assert len(resumed) == len(whole) == 13
+    if not warm_starts:
+        assert resumed == whole
+    else:
+        J = [float(r["J"]) for r in whole]
+        assert [float(r["J"]) for r in resumed] == pytest.approx(J, rel=1e-4)

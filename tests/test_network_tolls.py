@@ -1,0 +1,103 @@
+"""Tolls on road networks: the system optimum, second-best tolls, budget balance, the
+meta-agent.
+
+References:
+
+* Marginal-cost (Pigouvian) tolls ``x t'(x)`` at the system optimum make it a Wardrop
+  equilibrium (Beckmann, McGuire & Winsten 1956). The system optimum is computed
+  independently: the equilibrium of the marginal social costs ``t + x t'``.
+* Pigou (1920) as a network: latencies 1 and x, toll 1/2 on the x link gives the optimum
+  3/4 (from 1).
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import crowdsteer
+from crowdsteer.config import build, build_game, load_config, validate_section
+from crowdsteer.errors import ConfigError
+from crowdsteer.metaagent.evaluation import net_transfer
+from crowdsteer.modifiers import modifiers
+from tests.test_network import DATA, network, pigou
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tolls(game, **kw):
+    return modifiers.get("tolls")(validate_section("modifier", {"name": "tolls", **kw}), game)
+
+
+def test_pigou_toll_of_one_half_reaches_the_optimum(tmp_path):
+    g = pigou(tmp_path)
+    m = tolls(g, links=[[3, 2]])
+    assert m.n_params == 1
+    sol = g.solve_equilibrium(m.theta(np.array([0.5])), relative_gap=1e-10)
+    assert sol.total_travel_time == pytest.approx(0.75, abs=1e-6)
+    assert sol.flow[0] == pytest.approx(0.5, abs=1e-6)
+
+
+def test_marginal_cost_tolls_make_the_system_optimum_an_equilibrium():
+    g = network("SiouxFalls")
+    so = g.solve_equilibrium(relative_gap=1e-10, system_optimum=True)
+    ue = g.solve_equilibrium(relative_gap=1e-10)
+    toll = so.flow * g.travel_time_derivative(so.flow)
+    tolled = g.solve_equilibrium(tolls(g, bounds=[0, 100]).theta(toll), relative_gap=1e-10)
+    assert tolled.total_travel_time == pytest.approx(so.total_travel_time, rel=1e-6)
+    assert so.total_travel_time < ue.total_travel_time * 0.99  # tolls matter on Sioux Falls
+
+
+def test_listed_links_only_and_unknown_links_refused():
+    g = network("SiouxFalls")
+    m = tolls(g, links=[[1, 2], [10, 15]])
+    theta = m.theta(np.array([1.0, 2.0]))
+    e = g.edge_names.index("10->15")
+    assert np.flatnonzero(theta).tolist() == [0, e] and g.edge_names[0] == "1->2"
+    assert theta[e] == 2.0
+    with pytest.raises(ConfigError) as info:
+        tolls(g, links=[[1, 2], [1, 24]])
+    assert info.value.field == "modifier.links.1" and "no link 1 -> 24" in info.value.message
+
+
+def test_budget_balance_changes_the_transfer_not_the_flows():
+    g = network("Anaheim")
+    links = [[int(i), int(j)] for i, j in zip(g.net.tail[100:110] + 1, g.net.head[100:110] + 1)]
+    w = np.linspace(0.5, 2.0, 10)
+    plain, balanced = tolls(g, links=links), tolls(g, links=links, budget_balanced=True)
+    a = g.solve_equilibrium(plain.theta(w), relative_gap=1e-6)
+    b = g.solve_equilibrium(balanced.theta(w), relative_gap=1e-6)
+    np.testing.assert_array_equal(a.flow, b.flow)
+    revenue = float(a.flow @ plain.theta(w))
+    assert revenue > 0
+    assert net_transfer(g, a, plain.theta(w)) == pytest.approx(-revenue)
+    assert net_transfer(g, b, balanced.theta(w)) == 0.0
+
+
+def test_meta_agent_finds_the_pigou_toll(tmp_path):
+    g = pigou(tmp_path)
+    cfg = {"seed": 0,
+           "game": {"name": "routing", "network": {"net": str(tmp_path / "t_net.tntp"),
+                                                   "trips": str(tmp_path / "t_trips.tntp")}},
+           "learner": {"name": "exact", "relative_gap": 1e-9},
+           "modifier": {"name": "tolls", "links": [[3, 2]], "bounds": [0, 1]},
+           "objective": {"name": "welfare"},
+           "optimiser": {"name": "bo", "evaluations": 8, "initial": 4}}
+    result = crowdsteer.run(cfg, out=tmp_path / "run")
+    assert result.baseline.objective == pytest.approx(-1.0, abs=1e-6)
+    assert result.best.objective == pytest.approx(-0.75, abs=2e-3)
+    assert result.best.net_transfer < 0  # the tolls are paid
+    report = (tmp_path / "run" / "report.html").read_text()
+    # the network section: maps before/after the tolls, TSTT against evaluation number
+    section = report[report.index("<h2>The road network</h2>"):]
+    assert section.count("<img") == 2 and "3 &rarr; 2" in section
+    with np.load(tmp_path / "run" / "network.npz") as saved:
+        assert saved["tail"].tolist() == (g.net.tail).tolist()
+
+
+def test_the_example_runs_its_first_evaluations(tmp_path):
+    cfg = load_config(ROOT / "examples" / "siouxfalls_tolls.yaml")
+    game = build_game(cfg)
+    m = build(cfg, "modifier", game=game)
+    assert 10 <= m.n_params <= 20
+    assert DATA.is_dir()
