@@ -344,7 +344,7 @@ CANDIDATES = {
     "tpe": "registered `tpe`",
     "random": "registered `random`",
 }
-MAIN = ("bo", "bo local-first", "gp", "cmaes s=5%", "turbo", "spsa", "random")
+MAIN = ("bo", "gp", "cmaes s=5%", "turbo", "random")
 QUICK = ("bo", "gp", "cmaes", "turbo")
 
 

@@ -309,3 +309,13 @@ def test_gp_fit_predicts_a_smooth_function_it_has_not_seen():
     mean, var = GP.condition(X, f(X), h).predict(Xt)
     assert np.sqrt(np.mean((mean - f(Xt)) ** 2)) < 0.05 * np.std(f(Xt))
     assert min(h.lengthscales[2:]) > max(h.lengthscales[:2])
+
+
+@pytest.mark.parametrize("scale", [1e300, 1e-300])
+def test_bo_copes_with_extreme_scales_of_j(scale):
+    """J = scale |w - 0.3|^2: COBYQA's linear algebra may overflow or warn at these scales
+    (warnings are errors here); the search goes on and improves on the baseline."""
+    fn = Function(lambda w: float(scale * np.sum((w - 0.3) ** 2)), np.full(3, -1.0),
+                  np.full(3, 1.0), 0.0)
+    study = minimise(fn, OptimiserConfig(name="bo", evaluations=40))
+    assert len(study.trials) == 41 and study.best_value < 0.1 * study.trials[0].value

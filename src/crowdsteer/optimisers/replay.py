@@ -22,6 +22,7 @@ evaluation once (no replay); a cache miss (a new process, a resumed run) replays
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -258,8 +259,9 @@ class ReplaySampler(optuna.samplers.BaseSampler):
         """The cached session if it has seen a prefix of ``history`` (finished trials and
         their values, minimised), else a replay."""
         x0 = self._start(names, lo, hi)
+        # a greenlet runs in the thread that made it: one session per thread
         key = (study._study_id, tuple(names), tuple(lo), tuple(hi), self._seed, self._key,
-               tuple(x0))
+               tuple(x0), threading.get_ident())
         try:
             per_storage = _SESSIONS.setdefault(study._storage, OrderedDict())
         except TypeError:  # a storage that cannot be weakly referenced: no cache

@@ -152,6 +152,10 @@ def _local_run(s: Search, start: Array, settings: Settings, d: int) -> Array:
         return np.clip(res.x, 0.0, 1.0)
     except _Flat:
         return start
+    except (ArithmeticError, ValueError, np.linalg.LinAlgError, RuntimeWarning):
+        # COBYQA's linear algebra gave up on these values (or warned, with warnings as
+        # errors): the run ends at its best point, and global steps go on
+        return s.X[int(np.argmin(s.y))]
 
 
 def _value(s: Search, x: Array) -> float:
