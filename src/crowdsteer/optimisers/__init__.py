@@ -1,10 +1,10 @@
 """The meta-agent's black-box optimisers: Optuna samplers behind one ask/tell study.
 
-``bo`` (default) is a trust-region search (:mod:`~crowdsteer.optimisers.trust_region`):
-local COBYQA runs from the best point so far, starting with a small box around the
-baseline ``w = 0``, and global Gaussian-process steps (expected improvement over the whole
-box) when a run has converged or found its neighbourhood flat. It reaches the issue-9
-targets on 15 weights (BENCHMARKS.md, "Black-box optimisers"); the global GP alone, which
+``bo`` (what ``auto`` picks where no hypergradient exists) is the black-box search of
+:mod:`~crowdsteer.optimisers.trust_region`: ``2 d`` probes around the baseline ``w = 0``,
+Gaussian-process expected-improvement steps while they improve, and derivative-free local
+runs (COBYQA) from the best point once they stall. It reaches the issue-9 targets on 15
+weights as a black box (BENCHMARKS.md, "Black-box optimisers"); the global GP alone, which
 spends a high-dimensional budget far from the baseline, is ``gp`` (Optuna's
 ``GPSampler``: Matern 5/2 with automatic relevance determination, noise learned from the
 data, log expected improvement). ``cmaes`` is CMA-ES from ``x0`` with step ``radius``
@@ -43,13 +43,14 @@ class OptimiserConfig(Strict):
     name: Literal["auto", "gradient", "bo", "gp", "cmaes", "tpe", "random"] = "auto"
     """``auto`` (default): ``gradient`` where hypergradients exist (the exact learner at a
     temperature > 0 on a known game, objective kl or welfare), ``bo`` elsewhere;
-    ``gradient``: L-BFGS-B on exact gradients through the equilibrium; ``bo``: trust-region
-    search (local COBYQA runs from the best point, global GP steps between); ``gp``: global
-    GP + noise-aware expected improvement; ``cmaes``; ``tpe``; ``random``."""
+    ``gradient``: L-BFGS-B on exact gradients through the equilibrium; ``bo``: probes around
+    the baseline, GP steps while they improve, then local COBYQA runs from the best point;
+    ``gp``: global GP + noise-aware expected improvement; ``cmaes``; ``tpe``; ``random``."""
     evaluations: Annotated[int, Field(gt=0)] = 40
     """Evaluations after the baseline (w = 0)."""
     initial: Annotated[int, Field(ge=1)] = 8
-    """Random evaluations before the model takes over."""
+    """Random evaluations before the model takes over (``gp``, ``tpe``; ``bo`` probes around
+    the baseline instead)."""
     batch: Annotated[int, Field(gt=0)] = 1
     """``q``: candidates asked and evaluated together."""
     warm_starts: bool = True
@@ -89,12 +90,13 @@ class OptimiserConfig(Strict):
     """Exact evaluations of the mean-field warm start (not counted in ``evaluations``)."""
     x0: list[float] | None = None
     """Where ``bo`` and ``cmaes`` start searching (one value per parameter, inside the
-    bounds); default: ``w = 0``. ``bo`` evaluates it right after the baseline and starts its
-    first local run from the better of the two."""
+    bounds); default: ``w = 0``. ``bo`` evaluates it right after the baseline, probes around
+    it first and then keeps its GP steps within 3 ``radius`` of the best point (a local
+    search around ``x0``: a warm start)."""
     radius: Annotated[float, Field(gt=0)] | None = None
-    """How far from the start the first candidates go, in units of ``w``: the initial
-    trust-region radius of ``bo``'s local runs (default 10% of the bounds' width), CMA-ES's
-    initial step size ``sigma0`` (default 1/6 of the width, Optuna's)."""
+    """How far from the start the first candidates go, in units of ``w``: ``bo``'s probe step
+    and the initial trust-region radius of its local runs (default 10% of the bounds'
+    width), CMA-ES's initial step size ``sigma0`` (default 1/6 of the width, Optuna's)."""
 
 
 samplers: Registry[Callable[..., optuna.samplers.BaseSampler]] = Registry("optimiser")
@@ -112,12 +114,16 @@ def _bo(cfg: OptimiserConfig, seed: int, index: int,
     if constraints is not None:  # the trust region has no constraint model: the GP has
         return _gp(cfg, seed, index, constraints)
 
-    def algorithm(s: Search) -> None:
-        radius = 0.1 if cfg.radius is None else cfg.radius / _mean_width(s.width)
-        trust_region.search(s, trust_region.Settings(radius=min(radius, 1.0)))
+    def algorithm(s: trust_region.TrustSearch) -> None:
+        radius = min(0.1 if cfg.radius is None else cfg.radius / _mean_width(s.width), 1.0)
+        # seeded with x0: a search around it (global steps within 3 radii of the best point)
+        reach = 1.0 if cfg.x0 is None else 3 * radius
+        s.settings = trust_region.Settings(radius=radius, reach=reach)
+        trust_region.search(s, s.settings)
 
-    return ReplaySampler(algorithm, Search, seed, _index_seed(seed, index), cfg.x0,
-                         key=("bo", cfg.radius), step=cfg.radius, scale=0.1)
+    return ReplaySampler(algorithm, trust_region.TrustSearch, seed, _index_seed(seed, index),
+                         cfg.x0, key=("bo", cfg.radius), step=cfg.radius,
+                         scale=0.1)
 
 
 @samplers.register("gp")

@@ -22,6 +22,7 @@ evaluation once (no replay); a cache miss (a new process, a resumed run) replays
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -86,9 +87,10 @@ class Search:
         self.request = None
         return out
 
-    def extra(self, pending: Array) -> Array | None:  # noqa: ARG002
+    def extra(self, pending: Array, rng: np.random.Generator) -> Array | None:  # noqa: ARG002
         """One more point while every requested point is under way (``pending``, ``(P, d)``);
-        ``None``: the driver draws one near the request."""
+        ``None``: the driver draws one near the request. Must not touch :attr:`rng` (a replay
+        does not call it) nor change the algorithm's state: use ``rng``."""
         return None
 
 
@@ -232,7 +234,7 @@ class ReplaySampler(optuna.samplers.BaseSampler):
                 break
         if x is None:
             P = np.array(pending).reshape(-1, len(names))
-            x = session.search.extra(P)
+            x = session.search.extra(P, self._rng)
             if x is None:
                 x = self._near(session.search, req, P)
         w = lo + width * np.clip(x, 0.0, 1.0)
@@ -257,8 +259,9 @@ class ReplaySampler(optuna.samplers.BaseSampler):
         """The cached session if it has seen a prefix of ``history`` (finished trials and
         their values, minimised), else a replay."""
         x0 = self._start(names, lo, hi)
+        # a greenlet runs in the thread that made it: one session per thread
         key = (study._study_id, tuple(names), tuple(lo), tuple(hi), self._seed, self._key,
-               tuple(x0))
+               tuple(x0), threading.get_ident())
         try:
             per_storage = _SESSIONS.setdefault(study._storage, OrderedDict())
         except TypeError:  # a storage that cannot be weakly referenced: no cache
