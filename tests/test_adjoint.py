@@ -205,8 +205,8 @@ def _rows(path):
 @pytest.mark.parametrize("warm_starts", [False, True])
 def test_a_killed_gradient_run_resumes_to_the_same_evaluations(tmp_path, monkeypatch,
                                                                warm_starts):
-    """Resume replays the stored evaluations (L-BFGS-B asks the same w again) and goes on;
-    cold starts repeat an uninterrupted run bit for bit, warm starts to within tolerance."""
+    """Resume replays the stored evaluations (L-BFGS-B asks the same w again) and goes on,
+    repeating an uninterrupted run bit for bit, with warm starts or without."""
     import crowdsteer.metaagent.gradient as gradient_module
 
     game, tau, _, objective = CASES["crowd-any-power-kl"]
@@ -233,10 +233,6 @@ def test_a_killed_gradient_run_resumes_to_the_same_evaluations(tmp_path, monkeyp
     whole = _rows(tmp_path / "whole" / "evaluations.csv")
     resumed = _rows(tmp_path / "killed" / "evaluations.csv")
     assert len(resumed) == len(whole) == 13
-    if not warm_starts:
-        assert resumed == whole
-    else:
-        J = [float(r["J"]) for r in whole]
-        # each solve stops at exploitability 1e-8, so the mean field is known to ~1e-4 and
-        # J to ~1e-4 relative; warm and cold starts may differ by that much
-        assert [float(r["J"]) for r in resumed] == pytest.approx(J, rel=1e-3)
+    # warm starts too: the resumed run solves again, cold then warm, the chain of earlier
+    # evaluations the next one starts from, so it starts from the same point
+    assert resumed == whole

@@ -56,13 +56,18 @@ def test_what_cannot_fit_is_refused_before_it_is_allocated(tmp_path, game, learn
 
 
 def test_the_estimates_match_the_arrays_a_solve_allocates():
-    """The exact solver's estimate, 12 T S A floats, bounds the peak tracemalloc measures (and
-    is within a factor 2 of it), on a grid with any moves and on one with local moves."""
-    for kw in ({"height": 12, "width": 12, "moves": "any"},
-               {"height": 20, "width": 20, "horizon": 4, "moves": "local", "noise": 0.1}):
+    """The exact solver's estimate, 12 T S A floats (24 for the newton method), bounds the
+    peak tracemalloc measures (and is within a factor 2 of it), on a grid with any moves and
+    on one with local moves, for each method the default picks (tau = 0: omd; 0.1: newton)
+    and for fp."""
+    cases = [(kw, learner) for kw in (
+        {"height": 12, "width": 12, "moves": "any"},
+        {"height": 20, "width": 20, "horizon": 4, "moves": "local", "noise": 0.1})
+        for learner in ({"temperature": 0}, {"temperature": 0.1}, {"method": "fp"})]
+    for kw, extra in cases:
         game = build_crowd(CrowdConfig(**kw))
         cfg = load_config({"game": {"name": "crowd", **kw},
-                           "learner": {"name": "exact", "max_iterations": 3}})
+                           "learner": {"name": "exact", "max_iterations": 3, **extra}})
         learner = build(cfg, "learner")
         tracemalloc.start()
         learner.solve(game)

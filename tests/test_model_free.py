@@ -442,7 +442,12 @@ def test_a_learner_that_says_it_converged_is_within_its_tolerance(name, game, co
     tolerance = kl_floor(g.S, 2000, g.T)
     assert sol.converged == converges
     assert sol.converged == (sol.exploitability <= tolerance)
-    assert sol.converged == (sol.iterations < 2000)
+    if sol.converged:
+        assert sol.iterations < 2000
+    else:  # all 2000 rounds, or fictitious play's stop after `patience` rounds without a
+        # better certificate (it returns the best certified policy)
+        patience = getattr(learners.get(name).config(), "patience", None) or 2000
+        assert sol.iterations == 2000 or sol.iterations >= patience
     assert_certificate(g, sol, 0.0)
     assert sol.estimate is not None and np.isfinite(sol.estimate)
 

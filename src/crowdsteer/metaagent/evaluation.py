@@ -186,32 +186,83 @@ def combine(w: Array, samples: list[Sample]) -> Outcome:
         iterations=int(sum(x.iterations for x in samples)))
 
 
+Chain = list[tuple[int, list[float]]]
+"""How an evaluation is warm-started: ``(trial number, w)`` of the earlier evaluations it
+descends from, root first. The root was solved cold, each later one from the one before it,
+and the evaluation itself from the last: any process can rebuild the same starting point."""
+
+
+def takes_init(learner: Any) -> bool:
+    """Whether ``learner.solve`` accepts ``init=`` (a warm start)."""
+    import inspect
+
+    try:
+        return "init" in inspect.signature(learner.solve).parameters
+    except (TypeError, ValueError):  # pragma: no cover
+        return False
+
+
 class WarmStarts:
-    """The equilibria solved so far in this process, to start the next solve from the one at
-    the closest ``w`` (``init=`` of the learner; ignored by learners without warm starts)."""
+    """Equilibria solved for earlier evaluations, by trial number and repeat, so that the next
+    solve starts from the one at the closest ``w`` (``init=`` of the learner).
 
-    def __init__(self, learner: Any, keep: int = 32, enabled: bool = True) -> None:
-        import inspect
+    The closest earlier evaluation is chosen by the meta-agent's process from the study
+    (:func:`lineage`), and each evaluation records which one it started from
+    (``warm_from``), so the starting point is the same in every process and after a resume:
+    a solution this process does not hold is solved again along its chain (cold at the
+    root, then warm), exactly as it was first solved. A run therefore gives the same
+    evaluations, bit for bit, serial or parallel, interrupted or not.
+    """
 
-        try:
-            takes_init = "init" in inspect.signature(learner.solve).parameters
-        except (TypeError, ValueError):  # pragma: no cover
-            takes_init = False
-        self.enabled = enabled and takes_init
+    def __init__(self, learner: Any, keep: int = 64, enabled: bool = True) -> None:
+        self.enabled = enabled and takes_init(learner)
         self.keep = keep
-        self._items: list[tuple[Array, int, Solution]] = []
+        self._items: dict[tuple[int, int], Solution] = {}
 
-    def closest(self, w: Array, repeat: int = 0) -> Solution | None:
-        items = [(v, sol) for v, r, sol in self._items if r == repeat]
-        if not self.enabled or not items:
-            return None
-        d = [float(np.sum((w - v) ** 2)) for v, _ in items]
-        return items[int(np.argmin(d))][1]
-
-    def add(self, w: Array, sol: Solution, repeat: int = 0) -> None:
+    def add(self, number: int, sol: Solution, repeat: int = 0) -> None:
         if self.enabled:
-            self._items.append((np.array(w, dtype=float), repeat, sol))
-            del self._items[:-self.keep]
+            self._items.pop((number, repeat), None)
+            self._items[(number, repeat)] = sol
+            while len(self._items) > self.keep:
+                del self._items[next(iter(self._items))]
+
+    def start(self, chain: Chain, repeat: int,
+              solve: Any) -> Solution | None:
+        """The solution at the end of ``chain`` (``None`` for an empty one or when disabled);
+        the links this process does not hold are solved again with ``solve(w, init)``."""
+        if not self.enabled or not chain:
+            return None
+        i = len(chain) - 1
+        while i >= 0 and (chain[i][0], repeat) not in self._items:
+            i -= 1
+        sol = self._items[(chain[i][0], repeat)] if i >= 0 else None
+        for number, w in chain[i + 1:]:
+            sol = solve(np.asarray(w, dtype=float), sol)
+            self.add(number, sol, repeat)
+        return sol
+
+
+def lineage(sources: list[Any], w: Any, n: int) -> tuple[int, Chain]:
+    """The earlier evaluation to warm-start ``w`` from: the closest ``w`` among ``sources``
+    (finished trials; failed ones are skipped), with its chain of ``warm_from`` links.
+    ``(-1, [])`` when there is none."""
+    from crowdsteer.metaagent.study import trial_w
+
+    ok = [t for t in sources if t.user_attrs is not None and not t.user_attrs.get("failed")
+          and t.value is not None]
+    if not ok:
+        return -1, []
+    ws = np.array([trial_w(t, n) for t in ok], dtype=float)
+    src = ok[int(np.argmin(np.sum((ws - np.asarray(w, dtype=float)) ** 2, axis=1)))]
+    by_number = {t.number: t for t in ok}
+    chain: Chain = []
+    t = src
+    while t is not None:
+        chain.append((t.number, trial_w(t, n)))
+        parent = t.user_attrs.get("warm_from", -1)
+        t = by_number.get(parent) if parent is not None and parent < t.number else None
+    chain.reverse()
+    return src.number, chain
 
 
 _CACHE: dict[str, tuple[Setup, WarmStarts]] = {}
@@ -219,14 +270,16 @@ CACHED_RUNS = 4
 """Setups (and their warm starts) a process keeps: the runs it served most recently."""
 
 
-def evaluate_task(task: tuple[dict[str, Any], str, list[float], int, str]) -> Sample:
-    """Picklable entry point for executors: ``(resolved config, base_dir, w, repeat, run)``.
+def evaluate_task(task: tuple[Any, ...]) -> Sample:
+    """Picklable entry point for executors: ``(resolved config, base_dir, w, repeat, run)``
+    or ``(..., run, (number, chain))`` with warm starts: ``number`` is the trial being
+    evaluated and ``chain`` (see :data:`Chain`) the earlier evaluations it starts from.
 
-    The setup is built once per process and run; each evaluation starts from the
-    equilibrium at the closest ``w`` this process has solved for the same run and repeat
-    (``optimiser.warm_starts``), so the rounds of a search cost fewer inner iterations.
+    The setup is built once per process and run; so are the solutions kept for warm starts
+    (``optimiser.warm_starts``), which make the rounds of a search cost fewer inner
+    iterations without changing what they return.
     """
-    raw, base_dir, w, repeat, run_id = task
+    raw, base_dir, w, repeat, run_id, *warm_args = task
     key = f"{run_id}:{base_dir}:{json.dumps(raw, sort_keys=True)}"
     if key not in _CACHE:
         s = setup(load_config(raw, Path(base_dir)))
@@ -235,6 +288,9 @@ def evaluate_task(task: tuple[dict[str, Any], str, list[float], int, str]) -> Sa
             del _CACHE[next(iter(_CACHE))]
     s, warm = _CACHE[key]
     w = np.asarray(w, dtype=float)
-    sample, sol, _ = measured(s, w, repeat, warm.closest(w, repeat))
-    warm.add(w, sol, repeat)
+    number, chain = warm_args[0] if warm_args and warm_args[0] else (-1, [])
+    init = warm.start(chain, repeat, lambda v, i: solve_at(s, v, repeat, i))
+    sample, sol, _ = measured(s, w, repeat, init)
+    if number >= 0:
+        warm.add(number, sol, repeat)
     return sample

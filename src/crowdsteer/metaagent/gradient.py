@@ -16,7 +16,7 @@ import numpy as np
 
 from crowdsteer.adjoint import GradientError, accepts_mu, adjoint
 from crowdsteer.learners.base import Solution
-from crowdsteer.metaagent.evaluation import Sample, Setup, WarmStarts, measured
+from crowdsteer.metaagent.evaluation import Sample, Setup, WarmStarts, lineage, measured, solve_at
 
 Array = np.ndarray
 
@@ -191,12 +191,14 @@ def descend(s: Setup, study: Any, out: Any = None, progress: Any = None) -> int:
             raise _Budget
         used += 1
         first = {"baseline": True} if used == 1 else {}
+        src, chain = lineage(finished(study), w, n) if warm.enabled else (-1, [])
         try:
-            hg = value_and_grad(s, w, 0, warm.closest(w))
+            init = warm.start(chain, 0, lambda v, i: solve_at(s, v, 0, i))
+            hg = value_and_grad(s, w, 0, init)
         except (DivergenceError, GradientError) as exc:
             worst = worst_value(study, s.objective.direction)
             record(study, list(w), worst,
-                   {**first, "error": reason(exc), "failed": True})
+                   {**first, "error": reason(exc), "failed": True, "warm_from": src})
             if used == 1:
                 raise CrowdsteerError(f"the baseline (w = 0) failed: {reason(exc)}") from None
             _after()
@@ -204,8 +206,8 @@ def descend(s: Setup, study: Any, out: Any = None, progress: Any = None) -> int:
         res = combine(w, [hg.sample])
         record(study, list(w), res.objective,
                {**first, **attrs(res), "grad": [float(g) for g in hg.grad],
-                "adjoint_residual": hg.residual})
-        warm.add(w, hg.solution)
+                "adjoint_residual": hg.residual, "warm_from": src})
+        warm.add(study.get_trials(deepcopy=False)[-1].number, hg.solution)
         _after()
         return sign * res.objective, sign * hg.grad
 

@@ -11,7 +11,7 @@ import optuna
 
 from crowdsteer import faults
 from crowdsteer.executors import Executor
-from crowdsteer.metaagent.evaluation import Outcome
+from crowdsteer.metaagent.evaluation import Outcome, lineage
 from crowdsteer.metaagent.study import (
     ask, best_or_none, enqueue_baseline, finished, has_baseline, reason, reclaim, tell,
     tell_failure, write_evaluations,
@@ -39,6 +39,9 @@ class Problem:
     task: Callable[[Any], Any]
     payload: Callable[[list[float], int], Any]
     combine: Callable[[list[float], list[Any]], Outcome]
+    warm: bool = False
+    """Warm starts: ``payload`` also takes ``(number, chain)`` (see
+    :func:`~crowdsteer.metaagent.evaluation.lineage`)."""
 
     @property
     def constrained(self) -> bool:
@@ -77,7 +80,15 @@ def drive(problem: Problem, study: optuna.Study, executor: Executor, out: Path |
                 round_.append(ask(study, dists))
             faults.point("evaluate")
             R = opt.repeats
-            tasks = [problem.payload(c.w, r) for c in round_ for r in range(R)]
+            if problem.warm:  # from the closest w of the earlier rounds, the same on resume
+                earlier = finished(study)[:(done // opt.batch) * opt.batch]
+                links = [lineage(earlier, c.w, n) for c in round_]
+                for c, (src, _) in zip(round_, links):
+                    study._storage.set_trial_user_attr(c.trial_id, "warm_from", src)
+                tasks = [problem.payload(c.w, r, (c.number, chain))
+                         for c, (_, chain) in zip(round_, links) for r in range(R)]
+            else:
+                tasks = [problem.payload(c.w, r) for c in round_ for r in range(R)]
             results = (executor.map(problem.task, tasks, timeout=opt.timeout)
                        if opt.timeout else executor.map(problem.task, tasks))
             for i, c in enumerate(round_):

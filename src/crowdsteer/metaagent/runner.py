@@ -13,7 +13,7 @@ from crowdsteer import guards, rundir
 from crowdsteer.config import Config, load_config
 from crowdsteer.errors import ConfigError
 from crowdsteer.executors import make_executor
-from crowdsteer.metaagent.evaluation import Setup, combine, evaluate_task, setup
+from crowdsteer.metaagent.evaluation import Setup, combine, evaluate_task, setup, takes_init
 from crowdsteer.metaagent.gradient import descend, gradient_support
 from crowdsteer.metaagent.loop import Problem, drive
 from crowdsteer.metaagent.results import RunResult, finish
@@ -90,7 +90,8 @@ def run(config: Config | dict | str | Path, out: Path | str | None = None, resum
     problem = Problem(
         n_params=s.modifier.n_params, bounds=config["modifier"].bounds,
         direction=s.objective.direction, seed=config.seed, optimiser=s.optimiser,
-        task=evaluate_task, payload=lambda w, r: (*task_base, w, r, run_id), combine=combine)
+        task=evaluate_task, payload=lambda w, r, warm=None: (*task_base, w, r, run_id, warm),
+        combine=combine, warm=s.optimiser.warm_starts and takes_init(s.learner))
     with rundir.claimed(out), storage_errors(store):
         study = begin(store, out, s.objective.direction, resolved, "config.yaml", resume, force)
         note(out, log, f"optimiser: {choice} ({why})")
