@@ -10,6 +10,8 @@ computed independently of the optimisers:
 * a planted target (the equilibrium under a hidden ``w*`` of the same family): ``J* = 0``;
 * tabular, one shot, kernel congestion: the target is itself the equilibrium under
   ``w* = tau log M - d + c K M``, inside the box, so ``J* = 0``;
+* tolls on a road network: minus the system optimum's total travel time (every link
+  tolled at its marginal cost), an upper bound for tolls on a few links;
 * welfare, one shot, any moves: the social optimum ``max_mu d.mu - c mu'K mu`` over the
   simplex (SciPy SLSQP), an upper bound the family may not reach; the table reports the
   fraction of the gap between the agents left alone and that optimum;
@@ -59,6 +61,9 @@ BIG = {"name": "crowd", "height": 100, "width": 100, "horizon": 10, "moves": "lo
                                    "height": 1.0, "width": 10.0}]}}
 
 
+TNTP = Path(__file__).resolve().parents[1] / "examples" / "data" / "tntp"
+
+
 def exact(tau: float, **extra) -> dict:
     return {"name": "exact", "temperature": tau, **extra}
 
@@ -99,6 +104,15 @@ TASKS: dict[str, dict] = {
         "game": BIG, "learner": exact(0.1), "objective": "planted",
         "modifier": {"name": "rbf", "centers": 5, "per_step": True, "bounds": [-5, 5]},
         "reference": "planted", "optimisers": ("gradient", "cmaes"), "seeds": 1,
+        "budget": 100},
+    "Sioux Falls, tolls on 12 links (welfare = -TSTT)": {
+        "game": {"name": "routing", "network": {
+            "net": str(TNTP / "SiouxFalls_net.tntp"), "trips": str(TNTP / "SiouxFalls_trips.tntp")}},
+        "learner": {"name": "exact", "relative_gap": 1e-6}, "objective": {"name": "welfare"},
+        "modifier": {"name": "tolls", "bounds": [0, 20], "links": [
+            [15, 10], [10, 15], [8, 6], [6, 8], [16, 10], [10, 16], [10, 11], [11, 10],
+            [24, 13], [13, 24], [9, 5], [5, 9]]},
+        "reference": "system optimum", "optimisers": ("gradient", "bo", "cmaes"), "seeds": 3,
         "budget": 100},
     "one-shot KL, 2,000 learning agents, 6 weights (noisy)": {
         "game": LOG12, "learner": {"name": "fictitious_play", "agents": 2000,
@@ -206,6 +220,16 @@ def social_optimum(task: dict) -> float:
     return float(-res.fun)
 
 
+def system_optimum(task: dict) -> float:
+    """Minus the total travel time of the network's system optimum (the equilibrium under
+    marginal social costs, bi-conjugate Frank-Wolfe to relative gap 1e-8)."""
+    from crowdsteer.config import build_game, load_config
+    from crowdsteer.learners.wardrop import bfw
+
+    g = build_game(load_config({"game": task["game"]}))
+    return -float(g.total_travel_time(bfw(g, relative_gap=1e-8, system_optimum=True).flow))
+
+
 def reference(task: dict, base: Path) -> tuple[float, str]:
     kind = task["reference"]
     if kind == "closed form":
@@ -214,6 +238,9 @@ def reference(task: dict, base: Path) -> tuple[float, str]:
         return ideal_field(task), "closed form: the target is the equilibrium of a w in the box"
     if kind == "planted":
         return 0.0, "planted: the target is the equilibrium under a hidden w*"
+    if kind == "system optimum":
+        return system_optimum(task), ("minus the system optimum's TSTT (tolls on every link); "
+                                      "an upper bound for tolls on a few")
     if kind == "social optimum":
         return social_optimum(task), "social optimum over the simplex (SLSQP); an upper bound"
     result = run_case({"task": name_of(task), "optimiser": "gradient", "seed": 0,
