@@ -138,6 +138,10 @@ def run_case(c: dict) -> dict:
     for method, cap in c["methods"]:
         for _ in range(c.get("repeats", 1)):
             runs.append(timed_solve(game, method, c["tau"], c["tol"], cap, c["lr"]))
+    if c["lr"] is not None and runs and runs[0]["default"] == "omd":
+        # the stiff cases time the old omd with learning_rate 5; the default runs its own rate
+        runs.append(timed_solve(game, "auto", c["tau"], c["tol"], c["methods"][-1][1], None)
+                    | {"method": "auto"})
     out["runs"] = runs
     return out
 
@@ -213,7 +217,7 @@ def render(results, command: str, info: dict, started: float, note: str, quick: 
             continue
         runs = {r["method"]: r for r in res["runs"]}
         new, omd = runs["newton"], runs["omd"]
-        pick = runs[new["default"]]
+        pick = runs.get("auto") or runs[new["default"]]
         ok = pick["converged"] and pick.get("recheck_ok", False)
         all_ok &= ok
         ratio = (common.fmt_ratio(omd["seconds"] / new["seconds"])
@@ -221,7 +225,8 @@ def render(results, command: str, info: dict, started: float, note: str, quick: 
         rows.append([c["id"], describe(c["game"]) + (f" ({c['label']})" if c["label"] else ""),
                      f"{c['tau']:g}", f"{c['tol']:g}", _cell(new), _cell(omd), ratio,
                      f"{new['default']}: " + ("yes" if ok else "**no**")
-                     + f" (recheck {fmt_sci(pick.get('recheck'))})"])
+                     + f" (recheck {fmt_sci(pick.get('recheck'))})"
+                     + (f"; at its own learning rate: {_cell(pick)}" if "auto" in runs else "")])
     parts.append(common.md_table(
         ["id", "game", "tau", "tolerance", "newton: iterations + CG steps, time",
          "omd: iterations, time", "omd time / newton time",

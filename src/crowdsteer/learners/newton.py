@@ -231,8 +231,13 @@ def solve(game: Game, theta: ThetaLike, cfg: ExactConfig, progress: Progress | N
     if init is None:
         pi = p.uniform()
     else:
-        # keep every allowed action alive: a step can only rescale probabilities
-        pi = 0.999999 * to_action_major(init.pi) + 1e-6 * p.uniform()
+        # keep every allowed action alive (a step can only rescale probabilities): mix in
+        # the uniform policy only where an allowed action has lost all its mass, so that a
+        # warm start at an equilibrium of the same game is already certified
+        pi = to_action_major(init.pi)
+        dead = pi <= 1e-300 if p.allowed is None else (pi <= 1e-300) & (p.allowed > 0)
+        if dead.any():
+            pi = 0.999999 * pi + 1e-6 * p.uniform()
         if init.stage_temperature is not None:
             tau = max(goal, min(tau, max(4.0 * init.stage_temperature, WARM_RESTART)))
     history: list[float] = []
