@@ -121,7 +121,8 @@ def timed_solve(game, method: str, tau: float, tol: float, cap_s: float,
         return {"method": method, "default": default, "converged": False, "stop": "time cap",
                 "iterations": state["k"], "seconds": time.perf_counter() - start,
                 "cpu": time.process_time() - c0, "exploitability": state["gap"]}
-    out = {"method": method, "default": default, "converged": sol.converged, "stop": "converged",
+    out = {"method": method, "default": default, "converged": sol.converged,
+           "stop": "converged" if sol.converged else "max_iterations",
            "iterations": sol.iterations, "inner_steps": sol.inner_steps,
            "seconds": sol.seconds, "cpu": time.process_time() - c0,
            "exploitability": sol.exploitability}
