@@ -202,6 +202,11 @@ def takes_init(learner: Any) -> bool:
         return False
 
 
+KEEP_BYTES = 512 * 2**20
+"""Memory the warm starts of one run may hold in one process (about 50 solutions of a
+100x100, T = 10 game with local moves; thousands of small ones)."""
+
+
 class WarmStarts:
     """Equilibria solved for earlier evaluations, by trial number and repeat, so that the next
     solve starts from the one at the closest ``w`` (``init=`` of the learner).
@@ -214,17 +219,25 @@ class WarmStarts:
     evaluations, bit for bit, serial or parallel, interrupted or not.
     """
 
-    def __init__(self, learner: Any, keep: int = 64, enabled: bool = True) -> None:
+    def __init__(self, learner: Any, keep_bytes: float = KEEP_BYTES,
+                 enabled: bool = True) -> None:
         self.enabled = enabled and takes_init(learner)
-        self.keep = keep
+        self.keep_bytes = keep_bytes
         self._items: dict[tuple[int, int], Solution] = {}
+        self._bytes = 0
 
     def add(self, number: int, sol: Solution, repeat: int = 0) -> None:
-        if self.enabled:
-            self._items.pop((number, repeat), None)
-            self._items[(number, repeat)] = sol
-            while len(self._items) > self.keep:
-                del self._items[next(iter(self._items))]
+        """Keep ``sol``; the oldest solutions go once they take more than ``keep_bytes``
+        (the two newest always stay)."""
+        if not self.enabled:
+            return
+        old = self._items.pop((number, repeat), None)
+        if old is not None:
+            self._bytes -= _size(old)
+        self._items[(number, repeat)] = sol
+        self._bytes += _size(sol)
+        while self._bytes > self.keep_bytes and len(self._items) > 2:
+            self._bytes -= _size(self._items.pop(next(iter(self._items))))
 
     def start(self, chain: Chain, repeat: int,
               solve: Any) -> Solution | None:
@@ -240,6 +253,10 @@ class WarmStarts:
             sol = solve(np.asarray(w, dtype=float), sol)
             self.add(number, sol, repeat)
         return sol
+
+
+def _size(sol: Solution) -> int:
+    return sum(int(getattr(a, "nbytes", 0)) for a in (sol.pi, sol.mu, sol.dual, sol.mu_sample))
 
 
 def lineage(sources: list[Any], w: Any, n: int) -> tuple[int, Chain]:
