@@ -219,3 +219,23 @@ def test_warm_starts_save_inner_iterations_and_change_no_evaluation(tmp_path):
     assert [r[3:] for r in got["serial"][0]] == [r[3:] for r in got["cold"][0]]  # same w asked
     assert warm_J == pytest.approx(cold_J, rel=1e-4)
     assert got["serial"][1] < 0.8 * got["cold"][1]
+
+
+@pytest.mark.parametrize("learner, order, x0, expected", [
+    ({"name": "fictitious_play", "agents": 200}, 1, False, "gp"),   # 3 weights, noisy J
+    ({"name": "fictitious_play", "agents": 200}, 4, False, "bo"),   # 15 weights
+    ({"name": "fictitious_play", "agents": 200}, 1, True, "bo"),    # a start point: local
+    ({"name": "exact", "temperature": 0.1}, 1, False, "bo"),        # exact J: no noise
+])
+def test_bo_on_a_noisy_j_with_few_weights_runs_the_global_gp(learner, order, x0, expected):
+    from crowdsteer.metaagent.evaluation import setup
+    from crowdsteer.metaagent.runner import choose_optimiser
+
+    opt = {"name": "bo", "evaluations": 5}
+    if x0:
+        opt["x0"] = [0.1] * 3
+    cfg = {**KL_RUN, "learner": learner, "optimiser": opt,
+           "modifier": {"name": "power_series", "order": order, "bounds": [-3, 3]}}
+    choice, why = choose_optimiser(setup(crowdsteer.load_config(cfg)))
+    assert choice == expected
+    assert ("noisy" in why) == (expected == "gp")
