@@ -239,3 +239,38 @@ def test_bo_on_a_noisy_j_with_few_weights_runs_the_global_gp(learner, order, x0,
     choice, why = choose_optimiser(setup(crowdsteer.load_config(cfg)))
     assert choice == expected
     assert ("noisy" in why) == (expected == "gp")
+
+
+def test_a_warm_start_chain_solved_again_gives_the_same_solution_bit_for_bit():
+    """A process that lacks the equilibria an evaluation descends from (evicted, or never
+    held) solves the chain again, cold at the root: the starting point, and so the solution,
+    is the one the first process computed, to the last bit."""
+    from crowdsteer.metaagent.evaluation import WarmStarts, setup, solve_at
+
+    cfg = {**KL_RUN, "learner": {"name": "exact", "temperature": 0.1, "method": "omd"}}
+    s = setup(crowdsteer.load_config(cfg))
+    ws = [np.zeros(4), np.array([0.3, 0.0, -0.2, 0.1]), np.array([0.35, 0.05, -0.2, 0.1])]
+    chain = [(k, list(w)) for k, w in enumerate(ws[:2])]
+    first = WarmStarts(s.learner)
+    sols = [solve_at(s, ws[0], 0)]
+    first.add(0, sols[0])
+    sols.append(solve_at(s, ws[1], 0, sols[0]))
+    first.add(1, sols[1])
+    calls = []
+
+    def solve(w, init):
+        calls.append(init is None)
+        return solve_at(s, w, 0, init)
+
+    assert first.start(chain, 0, solve) is sols[1] and calls == []  # held: nothing solved
+    fresh = WarmStarts(s.learner)
+    again = fresh.start(chain, 0, solve)
+    assert calls == [True, False]  # the root cold, then warm from it
+    assert np.array_equal(again.pi, sols[1].pi) and np.array_equal(again.mu, sols[1].mu)
+    tiny = WarmStarts(s.learner, keep_bytes=0)  # keeps only the two newest
+    for k, sol in enumerate(sols):
+        tiny.add(k, sol)
+    tiny.add(2, solve_at(s, ws[2], 0, sols[1]))
+    calls.clear()
+    assert np.array_equal(tiny.start(chain, 0, solve).pi, sols[1].pi) and calls == []
+    assert WarmStarts(s.learner, enabled=False).start(chain, 0, solve) is None
