@@ -272,6 +272,14 @@ def _cheapest(paths: PathSet, c: Array, K: int) -> tuple[Array, Array]:
     return C, best
 
 
+def _basic(paths: PathSet, C: Array, best: Array, K: int) -> Array:
+    """``(P,)``: for each path, its pair's basic path (the first of the pair's cheapest)."""
+    cand = np.flatnonzero(C <= best[paths.od])[::-1]
+    basic = np.full(K, -1)
+    basic[paths.od[cand]] = cand  # written last to first: the first cheapest stays
+    return basic[paths.od]
+
+
 def _reduced_hessian(paths: PathSet, b: Array, dc: Array, free: Array) -> Any:
     """``v -> H v``: the Hessian of the potential in the moves ``v_p`` (off path ``p``, onto
     its pair's basic path ``b(p)``) of the ``free`` paths, ``H = G^T diag(c') G`` with
@@ -373,12 +381,7 @@ def gradient_projection(game: NetworkGame, toll: Array | None = None,
             nl, nptr = trace_paths(graph, pred, od_rows[new], od_dest[new])
             paths = paths.extend(nl, nptr, new)
             C, best = _cheapest(paths, c, K)
-        # the cheapest path of each pair (the first one on ties)
-        is_best = C <= best[paths.od]
-        basic = np.full(K, -1)
-        cand = np.flatnonzero(is_best)
-        basic[paths.od[cand[::-1]]] = cand[::-1]
-        b = basic[paths.od]
+        b = _basic(paths, C, best, K)
         excess = C - best[paths.od]
         # second derivative along "p minus b": links of p or b but not both
         common = np.asarray(paths.delta.multiply(paths.delta[b]) @ dc).ravel()
@@ -435,12 +438,7 @@ def equilibrium_vjp(game: NetworkGame, solution: NetworkSolution, toll: Array | 
     x = paths.link_flow()
     c, dc = _costs(game, x, toll, False)
     K = game.graph.od.shape[0] * game.graph.od.shape[1]
-    C, best = _cheapest(paths, c, K)
-    is_best = C <= best[paths.od]
-    basic = np.full(K, -1)
-    cand = np.flatnonzero(is_best)
-    basic[paths.od[cand[::-1]]] = cand[::-1]
-    b = basic[paths.od]
+    b = _basic(paths, *_cheapest(paths, c, K), K)
     free = (paths.flow > 0) & (np.arange(paths.P) != b)
     g_x = np.asarray(g_mu, dtype=float).reshape(-1) / game.D
     idx = np.flatnonzero(free)
