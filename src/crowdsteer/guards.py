@@ -133,7 +133,7 @@ def _exact_method(game: Any, learner: Any) -> str:
 
     try:
         return ExactSolver(learner if isinstance(learner, ExactConfig) else None).method_for(game)
-    except Exception:  # an unusual game or learner config: the smaller estimate
+    except ConfigError:  # newton asked for where it does not apply: the solve says so
         return "omd"
 
 

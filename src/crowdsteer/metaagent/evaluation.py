@@ -265,8 +265,7 @@ def lineage(sources: list[Any], w: Any, n: int) -> tuple[int, Chain]:
     ``(-1, [])`` when there is none."""
     from crowdsteer.metaagent.study import trial_w
 
-    ok = [t for t in sources if t.user_attrs is not None and not t.user_attrs.get("failed")
-          and t.value is not None]
+    ok = [t for t in sources if not t.user_attrs.get("failed") and t.value is not None]
     if not ok:
         return -1, []
     ws = np.array([trial_w(t, n) for t in ok], dtype=float)

@@ -70,7 +70,7 @@ def drive(problem: Problem, study: optuna.Study, executor: Executor, out: Path |
     if not has_baseline(study):
         enqueue_baseline(study, dists)
     try:
-        while (done := len(finished(study))) < total:
+        while (done := len(records := finished(study))) < total:
             end = min((done // opt.batch + 1) * opt.batch, total)  # this round's last + 1
             round_ = pending[:end - done]
             pending = pending[end - done:]
@@ -81,7 +81,7 @@ def drive(problem: Problem, study: optuna.Study, executor: Executor, out: Path |
             faults.point("evaluate")
             R = opt.repeats
             if problem.warm:  # from the closest w of the earlier rounds, the same on resume
-                earlier = finished(study)[:(done // opt.batch) * opt.batch]
+                earlier = records[:(done // opt.batch) * opt.batch]
                 links = [lineage(earlier, c.w, n) for c in round_]
                 for c, (src, _) in zip(round_, links):
                     study._storage.set_trial_user_attr(c.trial_id, "warm_from", src)

@@ -30,33 +30,32 @@ def choose_optimiser(s: Setup) -> tuple[str, str]:
             raise ConfigError("optimiser.name", f"gradient does not apply here: {why_not}; "
                               "use auto or bo")
         return "gradient", "asked for"
-    if name == "auto":
-        if why_not is None:
-            return "gradient", "auto: exact hypergradients through the equilibrium apply"
-        return _bo_for(s, f"auto: no hypergradients ({why_not})")
-    if name == "bo":
-        return _bo_for(s, "asked for")
-    return name, "asked for"
+    if name == "auto" and why_not is None:
+        return "gradient", "auto: exact hypergradients through the equilibrium apply"
+    if name not in ("auto", "bo"):
+        return name, "asked for"
+    why = f"auto: no hypergradients ({why_not})" if name == "auto" else "bo asked for"
+    if _noisy_and_few(s):
+        return "gp", (f"{why}; with {s.modifier.n_params} weights and a noisy J (a model-free "
+                      "learner) bo runs as the GP over the whole box")
+    return "bo", why if name == "auto" else "asked for"
 
 
-GP_WEIGHTS = 6
+NOISY_GP_WEIGHTS = 6
 """Up to this many weights, ``bo`` on a noisy J runs the global GP search (``gp``)."""
 
 
-def _bo_for(s: Setup, why: str) -> tuple[str, str]:
-    """What ``bo`` runs: the trust-region search, except on a noisy J (model-free learners)
-    with at most :data:`GP_WEIGHTS` weights and no start point, where Optuna's GP over the
-    whole box does better. Measured on ``examples/oneshot.yaml`` (6 weights, 2,000 agents,
-    60 evaluations, seeds 0-2): fresh-seed KL 0.034 (gp) against 0.053 (trust region);
-    on the exact learner the two tie at 6 weights and the trust region's asks cost 1/12."""
+def _noisy_and_few(s: Setup) -> bool:
+    """Whether ``bo`` runs as ``gp``: a noisy J (a model-free learner), at most
+    :data:`NOISY_GP_WEIGHTS` weights and no start point, where Optuna's GP over the whole
+    box does better than the trust-region search. Measured on ``examples/oneshot.yaml``
+    (6 weights, 2,000 agents, 60 evaluations, seeds 0-2): fresh-seed KL 0.034 (gp) against
+    0.053 (trust region); on the exact learner the two tie at 6 weights and the trust
+    region's asks cost 1/12."""
     opt = s.optimiser
-    learner = getattr(s.config["learner"], "name", "exact")
-    if (learner != "exact" and s.modifier.n_params <= GP_WEIGHTS and opt.x0 is None
-            and opt.warm_start is None):
-        return "gp", (f"{why.replace('asked for', 'bo asked for')}; with "
-                      f"{s.modifier.n_params} weights and a noisy J (a model-free learner) bo "
-                      "runs as the GP over the whole box")
-    return "bo", why
+    return (getattr(s.config["learner"], "name", "exact") != "exact"
+            and s.modifier.n_params <= NOISY_GP_WEIGHTS and opt.x0 is None
+            and opt.warm_start is None)
 
 
 def run(config: Config | dict | str | Path, out: Path | str | None = None, resume: bool = False,
