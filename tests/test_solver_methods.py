@@ -105,7 +105,8 @@ def test_auto_uses_newton_only_where_it_applies():
     solver = ExactSolver(ExactConfig(temperature=0.1))
     assert solver.method_for(game) == "newton"
     assert solver.method_for(game, lambda t, mu: np.zeros((game.S, game.A))) == "omd"
-    for tau in (0.0, 1.0, 3.0):  # where the convergence benchmark measures omd ahead
+    assert ExactSolver(ExactConfig(temperature=0.0)).method_for(game) == "newton"
+    for tau in (1.0, 3.0):  # where the convergence benchmark measures omd ahead
         assert ExactSolver(ExactConfig(temperature=tau)).method_for(game) == "omd"
     no_potential = build_matrix(MatrixConfig(payoffs=[[0, 1], [1, 0]], column_payoffs=[[1, 0],
                                                                                       [0, 1]],

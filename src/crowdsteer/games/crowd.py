@@ -221,6 +221,13 @@ class CrowdGame:
             return np.where(mu_t > LOG_FLOOR, -self.c * dmu_t / np.maximum(mu_t, LOG_FLOOR), 0.0)
         return -self.c * self.crowding(dmu_t)
 
+    def reward_jacobian_diagonal(self, t: int, mu_t: Array) -> Array | None:
+        """``(S,)`` diagonal of ``d reward / d mu_t`` when the Jacobian is diagonal (log
+        congestion: ``-c / mu``, 0 below the floor), ``None`` for the kernel."""
+        if self.kind != "log":
+            return None
+        return np.where(mu_t > LOG_FLOOR, -self.c / np.maximum(mu_t, LOG_FLOOR), 0.0)
+
     def potential(self, t: int, mu_t: Array) -> float:
         """Population potential of step ``t``: its gradient in ``mu`` is the landing reward
         (up to a constant over the simplex)."""

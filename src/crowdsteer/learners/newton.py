@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from crowdsteer.learners import kernels
 from crowdsteer.learners.base import Progress, Solution
 from crowdsteer.learners.passes import (
     LOG_MIN, Passes, certified, record, to_action_major, to_state_major,
@@ -71,6 +72,25 @@ FLOOR = 1e-3
 """At a target temperature of 0, stage temperatures stop shrinking at ``FLOOR`` times the
 tolerance: the regularised equilibrium's exploitability at 0 is a few times its
 temperature (measured on the crowd games), so lower stages buy nothing."""
+PROX_TAU = 2e-3
+"""At a target temperature of 0 the path stops here, and proximal steps take over: the
+entropy is taken relative to the previous iterate (``- tau KL(pi || pi_k)``, weighted by
+the occupation measure), one Newton step per proximal step. Each is a mirror-ascent step
+of size ``1 / tau`` taken implicitly, which a congestion game does not make cycle, and
+the proximal iterates converge to the temperature-0 equilibrium. Measured on the issue's
+100x100 game: 1e-3 needs ~45 Newton steps to 1e-4; 3e-3 and 1e-2 more steps, smaller
+ones more conjugate gradients each (``/work`` notes in BENCHMARKS.md)."""
+PROX_CG = 60
+"""Cap on conjugate-gradient iterations per proximal step: each step only needs to be a
+good ascent direction (measured on the issue's game: 60 reaches 1e-4 in ~20% less time
+than 100, 40 in more)."""
+SINGLE_ABOVE = 1e-6
+"""The compiled conjugate gradients (single-precision sweeps) are used while the
+certificate is above this; below it their rounding shows in the steps (measured: a 5x5
+game stalled between 1e-10 and 1e-7), and the double-precision NumPy path takes over."""
+FROZEN = 1e-30
+"""Preconditioner entries below this (a metric above ``1e30``) are kept out of the
+single-precision conjugate gradients of the compiled path and take the diagonal step."""
 SHRINK = 0.5
 """Factor by which the stage temperature falls once a stage is centred."""
 CG_ITERATIONS = 100
@@ -88,12 +108,12 @@ def suits(game: Game, theta: ThetaLike, tau: float) -> bool:
     """Whether ``auto`` picks the method: it applies, the game declares its potential
     concave in ``mu`` (``concave_potential = True``: Newton steps head for the maximum; the
     player games' potentials are multilinear in the mixed strategies, saddles rather than
-    maxima) and ``0 < tau < 1``, where the convergence benchmark measures it ahead of
-    mirror descent. At ``tau = 0`` its conjugate gradients stall on large degenerate games
-    (the issue's 100x100 game: 970 s against mirror descent's ~200 s); at ``tau >= 1``
-    mirror descent converges in ~10 cheaper iterations."""
+    maxima) and ``tau < 1``, where the convergence benchmark measures it ahead of mirror
+    descent (at ``tau = 0`` through the proximal stage: the issue's 100x100 game in ~10 s
+    against mirror descent's ~145 s); at ``tau >= 1`` mirror descent converges in ~10
+    cheaper iterations."""
     return (supports(game, theta) and bool(getattr(game, "concave_potential", False))
-            and 0 < tau < 1)
+            and tau < 1)
 
 
 def reward_jvp(game: Game) -> Callable[[int, Array, Array], Array]:
@@ -126,15 +146,23 @@ class _Problem:
         self.allowed = passes.allowed  # (A, S) or None
         self.n_allowed = (passes.A if self.allowed is None
                           else self.allowed.sum(axis=0).astype(float))
+        self.fused = (kernels.FusedCG(game.transition)
+                      if kernels.applies(game.transition) else None)
+        self.ones = np.ones((passes.T, passes.S))
 
-    def merit(self, pi: Array, mu: Array, before: Array, tau: float) -> float:
-        """``F_tau(pi)``: potential, modifier payments and ``tau`` times the entropy."""
+    def merit(self, pi: Array, mu: Array, before: Array, tau: float,
+              logref: Array | None = None, logp: Array | None = None) -> float:
+        """``F_tau(pi)``: potential, modifier payments and ``tau`` times the entropy
+        (relative to ``exp(logref)`` when given: minus ``tau`` times the KL divergence)."""
         p = self.p
         total = sum(float(self.game.potential(t, mu[t])) for t in range(p.T))
         if p.theta is not None:
             total += float(np.sum(p.theta * pi * before[:, None, :]))
         if tau > 0:
-            total -= tau * float(np.sum(before[:, None, :] * pi * _safe_log(pi)))
+            logs = _safe_log(pi) if logp is None else logp
+            if logref is not None:
+                logs = logs - logref
+            total -= tau * float(np.sum(before[:, None, :] * pi * logs))
         return total
 
     def project(self, v: Array) -> Array:
@@ -149,7 +177,8 @@ class _Problem:
         return -np.stack([self.jvp(t, mu[t], dmu[t]) for t in range(self.p.T)])
 
     def direction(self, pi: Array, G: Array, mu: Array, before: Array,
-                  tau: float) -> tuple[Array, float, int]:
+                  tau: float, cap: int = 0, exact: bool = False
+                  ) -> tuple[Array, float, int]:
         """Newton direction ``z`` ``(T, A, S)`` by preconditioned conjugate gradients.
 
         Returns ``(z, G . z, iterations)``; stops early on negative curvature (a potential
@@ -182,6 +211,9 @@ class _Problem:
             s -= inv * (s.sum(axis=1, keepdims=True) / inv_total)
             return s
 
+        if self.fused is not None and not exact:
+            return self._fused_cg(pi, G, mu, before, fisher, inv, inv_total, cap)
+
         def matvec(v: Array) -> Array:
             dmu, _ = p.tangent(pi, before, v)
             out = p.adjoint(pi, self.curvature(mu, dmu))
@@ -195,7 +227,7 @@ class _Problem:
         rd = float(np.vdot(r, d))
         target = CG_TOLERANCE**2 * rd
         it = 0
-        while it < CG_ITERATIONS and rd > target and rd > 0:
+        while it < (cap or CG_ITERATIONS) and rd > target and rd > 0:
             it += 1
             Ad = matvec(d)
             dAd = float(np.vdot(d, Ad))
@@ -214,6 +246,69 @@ class _Problem:
             rd = rs
         return z, float(np.vdot(G, z)), it
 
+    def _fused_cg(self, pi: Array, G: Array, mu: Array, before: Array, fisher: Array,
+                  inv: Array, inv_total: Array, cap: int) -> tuple[Array, float, int]:
+        """The same conjugate gradients as :meth:`direction`, with the compiled kernels of
+        :mod:`crowdsteer.learners.kernels` (three sweeps through memory per iteration)."""
+        k = self.fused
+        inv_total = np.ascontiguousarray(inv_total[:, 0, :])
+        # The sweeps are bound by memory traffic: the policy, the metric and the
+        # conjugate-gradient vectors travel in single precision (the direction needs ~2
+        # digits, CG_TOLERANCE); the residual and every sum stay in double (a single-
+        # precision residual drifts, and stalled the tail at tight tolerances). Coordinates
+        # whose metric overflows single precision (probabilities below ~1e-30 of tau)
+        # take the diagonal step.
+        frozen = inv < FROZEN
+        pi32 = pi.astype(np.float32)
+        fisher32 = np.minimum(fisher, 1.0 / FROZEN).astype(np.float32)
+        inv32 = np.where(frozen, 0.0, np.minimum(inv, 1.0 / FROZEN)).astype(np.float32)
+        inv_total = np.maximum((inv32.astype(float)).sum(axis=1), 1e-300)
+        z = np.zeros(pi.shape, np.float32)
+        r = G.copy()
+        d = np.zeros(pi.shape, np.float32)
+        Ad = np.zeros(pi.shape, np.float32)
+        s = np.empty(pi.shape, np.float32)
+        dmu = np.empty((self.p.T, self.p.S))
+        # a diagonal reward Jacobian (log congestion) is applied inside the adjoint kernel
+        diag = self.curvature_diagonal(mu)
+        # the first preconditioned residual: an update with a zero step
+        rd = k.update(z, r, d, Ad, 0.0, inv32, inv_total, s)
+        beta = 0.0
+        target = CG_TOLERANCE**2 * rd
+        it = 0
+        while it < (cap or CG_ITERATIONS) and rd > target and rd > 0:
+            it += 1
+            k.tangent(pi32, before, d, s, beta, dmu)
+            if diag is None:
+                dAd = k.matvec_tail(pi32, self.curvature(mu, dmu), self.ones, before,
+                                    fisher32, d, Ad)
+            else:
+                dAd = k.matvec_tail(pi32, dmu, diag, before, fisher32, d, Ad)
+            if dAd <= 0:
+                if it == 1:
+                    z = d.copy()
+                break
+            rs = k.update(z, r, d, Ad, rd / dAd, inv32, inv_total, s)
+            beta = rs / rd
+            rd = rs
+        z = z.astype(float)
+        if frozen.any():  # the diagonal (Jacobi) step where the metric is huge
+            c = (inv * G).sum(axis=1, keepdims=True) / np.maximum(
+                inv.sum(axis=1, keepdims=True), 1e-300)
+            z = np.where(frozen, inv * (G - c), z)
+        return z, float(np.vdot(G, z)), it
+
+    def curvature_diagonal(self, mu: Array) -> Array | None:
+        """``(T, S)`` diagonal of ``-d r / d mu`` when the game's reward Jacobian is
+        diagonal (``game.reward_jacobian_diagonal``), else ``None``."""
+        fn = getattr(self.game, "reward_jacobian_diagonal", None)
+        if fn is None:
+            return None
+        rows = [fn(t, mu[t]) for t in range(self.p.T)]
+        if any(r is None for r in rows):
+            return None
+        return -np.stack(rows)
+
 
 def _safe_log(pi: Array) -> Array:
     return np.log(np.maximum(pi, np.exp(LOG_MIN)))
@@ -226,7 +321,8 @@ def solve(game: Game, theta: ThetaLike, cfg: ExactConfig, progress: Progress | N
     p = Passes(game, theta)
     prob = _Problem(p, game)
     goal = certified(cfg.temperature)
-    floor = FLOOR * cfg.tolerance
+    # at a target of 0 the path stops at PROX_TAU and proximal steps take over
+    floor = PROX_TAU if goal == 0 else FLOOR * cfg.tolerance
     tau = max(goal, TAU_START)
     if init is None:
         pi = p.uniform()
@@ -238,37 +334,62 @@ def solve(game: Game, theta: ThetaLike, cfg: ExactConfig, progress: Progress | N
         dead = pi <= 1e-300 if p.allowed is None else (pi <= 1e-300) & (p.allowed > 0)
         if dead.any():
             pi = 0.999999 * pi + 1e-6 * p.uniform()
-        if init.stage_temperature is not None:
+        if goal == 0:  # proximal steps from the earlier equilibrium
+            tau = floor
+        elif init.stage_temperature is not None:
             tau = max(goal, min(tau, max(4.0 * init.stage_temperature, WARM_RESTART)))
     history: list[float] = []
     cg_total = 0
     mu, before = p.forward(pi)
+    logp = _safe_log(pi)
+    # the entropy is taken relative to ``ref`` (uniform: the plain entropy, up to a
+    # constant); on a path to 0 each stage's ref is the previous stage's centre, and on
+    # the proximal stage the previous iterate
+    logref: Array | None = logp if (init is not None and goal == 0) else None
     for k in range(1, cfg.max_iterations + 1):
         R = p.table(mu)
-        Q, V = p.evaluate(pi, R, tau)
+        Q, V = p.evaluate(pi, R if logref is None else R + tau * logref, tau)
         record(gap := p.certify(pi, R, goal, V if tau == goal else None), k, history, progress)
         if gap <= cfg.tolerance or k == cfg.max_iterations:
             break
-        logp = _safe_log(pi)
         G = prob.project(before[:, None, :] * (Q - tau * logp))
-        z, slope, its = prob.direction(pi, G, mu, before, tau)
+        proximal = goal == 0 and tau <= floor * (1 + 1e-12)
+        z, slope, its = prob.direction(pi, G, mu, before, tau, PROX_CG if goal == 0 else 0,
+                                       exact=gap < SINGLE_ABOVE)
         cg_total += its
-        if slope <= 0:  # rounding at the optimum of this stage: go down a stage
-            tau = _next_stage(tau, goal, floor)
-            continue
+        if slope <= 0 and prob.fused is not None:  # single precision's limit: in double
+            z, slope, its = prob.direction(pi, G, mu, before, tau, PROX_CG if goal == 0 else 0,
+                                           exact=True)
+            cg_total += its
+        if slope <= 0:  # rounding at the optimum of this stage
+            if goal == 0:
+                logref = logp
+            if tau > (goal or floor):  # go down a stage
+                tau = _next_stage(tau, goal, floor)
+                continue
+            # the last stage: a mirror-ascent direction (advantages) for the line search
+            z = prob.project(pi * (Q - (pi * Q).sum(axis=1, keepdims=True)))
+            slope = float(np.vdot(G, z))
+            if slope <= 0:  # stationary: the certificate above is final
+                break
         dy = z / np.maximum(pi, 1e-300)
-        F0 = prob.merit(pi, mu, before, tau)
+        F0 = prob.merit(pi, mu, before, tau, logref, logp)
         slack = 1e-12 * (abs(F0) + 1.0)
         alpha = 1.0
         for _ in range(40):
             trial = p.softmax(logp + alpha * dy)
             mu_t, before_t = p.forward(trial)
-            if slope < slack or prob.merit(trial, mu_t, before_t, tau) >= (
+            log_t = _safe_log(trial)
+            if slope < slack or prob.merit(trial, mu_t, before_t, tau, logref, log_t) >= (
                     F0 + 1e-4 * alpha * slope - slack):
                 break
             alpha *= 0.5
-        pi, mu, before = trial, mu_t, before_t
-        if tau > goal and (slope < 0.01 * tau or (alpha == 1.0 and slope < 0.1 * tau)):
+        pi, mu, before, logp = trial, mu_t, before_t, log_t
+        if proximal:
+            logref = logp  # one Newton step per proximal step
+        elif tau > goal and (slope < 0.01 * tau or (alpha == 1.0 and slope < 0.1 * tau)):
+            if goal == 0:  # a path to 0: each stage's entropy is relative to the last centre
+                logref = logp
             tau = _next_stage(tau, goal, floor)
     return Solution(to_state_major(pi), mu, gap, k, time.perf_counter() - start,
                     gap <= cfg.tolerance, history=np.asarray(history),

@@ -1,0 +1,169 @@
+"""Compiled kernels for the ``newton`` method's conjugate gradients on
+:class:`~crowdsteer.games.base.NoisyMoves` games (the crowd games).
+
+A conjugate-gradient iteration of :mod:`crowdsteer.learners.newton` is one tangent pass,
+one adjoint pass and a handful of vector updates over ``(T, A, S)`` arrays. In NumPy
+each of these is a separate sweep through memory (about 20 sweeps of 4 MB at 100x100,
+T = 10); the kernels here do the same arithmetic in three fused sweeps, compiled by
+Numba (``cache=True``: compiled once per installation, in the package's
+``__pycache__``). ``benchmarks/iteration.py`` measures both paths side by side.
+
+The NumPy path stays, and is tested against these kernels
+(``tests/test_kernels.py``): it is used when Numba is missing, for any other
+transition, and when the environment sets ``CROWDSTEER_KERNELS=numpy``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+Array = np.ndarray
+
+try:  # pragma: no cover - exercised by whichever path the environment has
+    from numba import njit
+except ImportError:  # pragma: no cover
+    njit = None
+
+
+def enabled() -> bool:
+    """Whether the compiled kernels are used (Numba present, not switched off)."""
+    return njit is not None and os.environ.get("CROWDSTEER_KERNELS", "numba") != "numpy"
+
+
+def applies(transition: object) -> bool:
+    """Whether the kernels can stand in for the passes of ``transition``."""
+    return (enabled() and hasattr(transition, "_targets_as")
+            and hasattr(transition, "noise"))
+
+
+def _tangent(pi, before, d, s_new, beta, targets, noise, out):  # pragma: no cover
+    # d <- s_new + beta d (the conjugate-gradient direction), then dmu = tangent of d
+    T, A, S = pi.shape
+    keep = 1.0 - noise
+    share = noise / A
+    m = np.empty((A, S))
+    tot = np.empty(S)
+    for t in range(T):
+        cur = out[t]
+        cur[:] = 0.0
+        tot[:] = 0.0
+        bt = before[t]
+        for a in range(A):
+            pa = pi[t, a]
+            da = d[t, a]
+            sa = s_new[t, a]
+            ma = m[a]
+            for s in range(S):
+                da[s] = sa[s] + beta * da[s]
+            if t == 0:
+                for s in range(S):
+                    ma[s] = da[s] * bt[s]
+            else:
+                prev = out[t - 1]
+                for s in range(S):
+                    ma[s] = pa[s] * prev[s] + da[s] * bt[s]
+            for s in range(S):
+                tot[s] += ma[s]
+        for s in range(S):
+            tot[s] *= share
+        for a in range(A):
+            ta = targets[a]
+            ma = m[a]
+            for s in range(S):
+                cur[ta[s]] += keep * ma[s] + tot[s]
+
+
+def _adjoint(pi, w, scale, targets, noise, b, fisher, v, out):  # pragma: no cover
+    # out = b * (action values of pi for the landing reward scale * w) + fisher * v
+    T, A, S = pi.shape
+    keep = 1.0 - noise
+    share = noise / A
+    nxt = np.zeros(S)
+    u = np.empty(S)
+    tot = np.empty(S)
+    acc = 0.0
+    for t in range(T - 1, -1, -1):
+        for s in range(S):
+            u[s] = scale[t, s] * w[t, s] + nxt[s]
+        tot[:] = 0.0
+        for a in range(A):
+            ta = targets[a]
+            oa = out[t, a]
+            for s in range(S):
+                q = u[ta[s]]
+                oa[s] = q
+                tot[s] += q
+        nxt[:] = 0.0
+        bt = b[t]
+        for a in range(A):
+            oa = out[t, a]
+            pa = pi[t, a]
+            fa = fisher[t, a]
+            va = v[t, a]
+            for s in range(S):
+                q = keep * oa[s] + share * tot[s]
+                nxt[s] += pa[s] * q
+                o = q * bt[s] + fa[s] * va[s]
+                oa[s] = o
+                acc += o * va[s]
+    return acc
+
+
+def _update(z, r, d, Ad, step, inv, inv_total, s_out):  # pragma: no cover - compiled
+    T, A, S = z.shape
+    rs = 0.0
+    c = np.empty(S)
+    for t in range(T):
+        c[:] = 0.0
+        for a in range(A):
+            za, ra, da, Aa, ia = z[t, a], r[t, a], d[t, a], Ad[t, a], inv[t, a]
+            for s in range(S):
+                za[s] += step * da[s]
+                rr = ra[s] - step * Aa[s]
+                ra[s] = rr
+                c[s] += ia[s] * rr
+        it = inv_total[t]
+        for s in range(S):
+            c[s] /= it[s]
+        for a in range(A):
+            ra, ia, sa = r[t, a], inv[t, a], s_out[t, a]
+            for s in range(S):
+                sv = ia[s] * (ra[s] - c[s])
+                sa[s] = sv
+                rs += ra[s] * sv
+    return rs
+
+
+if njit is not None:
+    _tangent = njit(cache=True, nogil=True, fastmath=True)(_tangent)
+    _adjoint = njit(cache=True, nogil=True, fastmath=True)(_adjoint)
+    _update = njit(cache=True, nogil=True, fastmath=True)(_update)
+
+
+class FusedCG:
+    """The fused pieces of one conjugate-gradient solve on a ``NoisyMoves`` game."""
+
+    def __init__(self, transition: object) -> None:
+        self.targets = np.ascontiguousarray(transition._targets_as, dtype=np.int64)
+        self.noise = float(transition.noise)
+
+    def tangent(self, pi: Array, before: Array, d: Array, s_new: Array, beta: float,
+                out: Array) -> Array:
+        """``d <- s_new + beta d`` in place, then ``dmu`` ``(T, S)`` of
+        :meth:`Passes.tangent` in the direction ``d``, written into ``out``."""
+        _tangent(pi, before, d, s_new, beta, self.targets, self.noise, out)
+        return out
+
+    def matvec_tail(self, pi: Array, w: Array, scale: Array, b: Array, fisher: Array,
+                    v: Array, out: Array) -> float:
+        """``out = b * adjoint(pi, scale * w) + fisher * v``; returns ``v . out``."""
+        return float(_adjoint(pi, w, scale, self.targets, self.noise, b, fisher, v, out))
+
+    @staticmethod
+    def update(z: Array, r: Array, d: Array, Ad: Array, step: float, inv: Array,
+               inv_total: Array, s_out: Array) -> float:
+        """``z += step d``, ``r -= step Ad``, ``s_out`` = preconditioned ``r``; returns
+        ``r . s_out``."""
+        return float(_update(z, r, d, Ad, step, inv, inv_total, s_out))
