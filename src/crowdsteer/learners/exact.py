@@ -4,15 +4,15 @@ Three algorithms, all alternating a forward pass (the mean field of the current 
 with a backward pass (values and the (soft) best response), chosen by ``method``:
 
 ``auto`` (default)
-    ``newton`` at temperatures ``0 < tau < 1`` on games whose potential is concave in the
+    ``newton`` at temperatures ``tau < 1`` on games whose potential is concave in the
     mean field (crowd, routing) with a modifier that does not depend on the mean field,
     ``omd`` otherwise: the convergence suite of ``BENCHMARKS.md`` measures ``newton`` ahead
-    there (up to 10x at ``tau = 1e-3``) and ``omd`` ahead at ``tau >= 1`` and on the
-    issue's 100x100 game at ``tau = 0`` (where ``newton``'s conjugate gradients stall).
+    there (up to 10x at ``tau = 1e-3``; at ``tau = 0`` the issue's 100x100 game in ~10 s
+    against ~145 s) and ``omd`` ahead at ``tau >= 1``.
 
 ``newton`` (:mod:`crowdsteer.learners.newton`)
     Newton steps on the game's potential with the temperature followed down to the target
-    (an interior-point path); for potential games only.
+    (an interior-point path; at a target of 0 a proximal path); for potential games only.
 
 ``omd`` (online mirror descent, Perolat et al. 2022)
     1. ``mu = mean_field(pi)``, ``R = R(mu) + Theta(mu)``;
@@ -69,10 +69,10 @@ class ExactConfig(Strict):
     """Stop when the exploitability is at most this."""
     max_iterations: Annotated[int, Field(gt=0)] = 5000
     method: Literal["auto", "newton", "omd", "fp"] = "auto"
-    """``auto``: ``newton`` at ``0 < tau < 1`` on games with a concave potential, else
+    """``auto``: ``newton`` at ``tau < 1`` on games with a concave potential, else
     ``omd``; ``newton``:
-    Newton steps on the potential along a temperature path; ``omd``: online mirror descent;
-    ``fp``: fictitious play."""
+    Newton steps on the potential along a temperature path (proximal steps at a target of
+    0); ``omd``: online mirror descent; ``fp``: fictitious play."""
     learning_rate: Annotated[float, Field(gt=0)] | None = None
     """Initial OMD step ``eta`` (adapted as it runs); default :func:`default_rate`."""
     relative_gap: Annotated[float, Field(gt=0, lt=1)] | None = None

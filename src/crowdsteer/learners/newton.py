@@ -30,8 +30,24 @@ method takes second-order steps instead:
 3. Step in log-policy space ``log pi + alpha z / pi`` (probabilities stay positive),
    ``alpha`` by backtracking on ``F_tau`` (the game's ``potential``).
 4. When the step is a full one and the Newton decrement ``G . z`` is small against
-   ``tau``, the stage is centred: ``tau <- tau / 2``, down to the target temperature (or
-   on towards 0 at a target of 0).
+   ``tau``, the stage is centred: ``tau <- tau / 2``, down to the target temperature.
+
+At a target of 0 the path does not chase ``tau`` towards 0 (the regularised
+equilibrium's exploitability is a few times ``tau``, and the Newton systems grow too
+ill-conditioned for conjugate gradients long before 1e-4 is reached). It is a
+*proximal* path instead: each stage's entropy is taken relative to the previous stage's
+centre, ``- tau KL(pi || pi_ref)`` weighted by the occupation measure, and at
+``PROX_TAU`` the reference becomes the previous iterate, one Newton step per proximal
+step. A proximal step is a mirror-ascent step of size ``1 / tau`` taken implicitly,
+which does not cycle on a congestion game as the explicit one does, and the proximal
+iterates converge to the temperature-0 equilibrium (proximal point on the concave
+potential). A warm start at a target of 0 takes proximal steps from the earlier
+equilibrium.
+
+The conjugate gradients run in compiled kernels on the crowd games' transitions
+(:mod:`crowdsteer.learners.kernels`: three fused sweeps per iteration, single-precision
+vectors, double-precision residual) while the certificate is above ``SINGLE_ABOVE``, and
+in NumPy otherwise.
 
 Every iteration certifies the current policy with the exploitability at the *target*
 temperature, computed exactly (policy evaluation and best response), and the solve stops
@@ -64,26 +80,21 @@ TAU_START = 0.1
 """First stage temperature (when the target is below it): large enough that the regularised
 problem is well conditioned from the uniform policy, for rewards of order 1."""
 WARM_RESTART = 1e-3
-"""A warm start resumes the temperature path at ``max(4 x`` the stage it had reached ``,
+"""At a target above 0, a warm start resumes the temperature path at ``max(4 x`` the stage it had reached ``,
 WARM_RESTART)``: resuming at the tiny stage of a nearby game's solution leaves Newton far
 from that stage's centre (measured: 5x more iterations than a cold start), resuming at
 1e-3 saves about a third of them (tests/test_solver_methods.py, BENCHMARKS.md)."""
 FLOOR = 1e-3
-"""At a target temperature of 0, stage temperatures stop shrinking at ``FLOOR`` times the
-tolerance: the regularised equilibrium's exploitability at 0 is a few times its
-temperature (measured on the crowd games), so lower stages buy nothing."""
+"""Stage temperatures never go below ``FLOOR`` times the tolerance."""
 PROX_TAU = 2e-3
-"""At a target temperature of 0 the path stops here, and proximal steps take over: the
-entropy is taken relative to the previous iterate (``- tau KL(pi || pi_k)``, weighted by
-the occupation measure), one Newton step per proximal step. Each is a mirror-ascent step
-of size ``1 / tau`` taken implicitly, which a congestion game does not make cycle, and
-the proximal iterates converge to the temperature-0 equilibrium. Measured on the issue's
-100x100 game: 1e-3 needs ~45 Newton steps to 1e-4; 3e-3 and 1e-2 more steps, smaller
-ones more conjugate gradients each (``/work`` notes in BENCHMARKS.md)."""
+"""At a target temperature of 0 the path stops here and proximal steps take over (see the
+module docstring). Measured on the issue's 100x100 game (seconds to 1e-4 over runs):
+1e-3 10.3-10.7, 1.5e-3 9.5, 2e-3 9.5-10.1, 3e-3 10.9, 5e-3 16.0; the convergence suite's
+other temperature-0 games reach 1e-4 with 1e-3 and 2e-3 alike (2.5 s in all)."""
 PROX_CG = 60
-"""Cap on conjugate-gradient iterations per proximal step: each step only needs to be a
-good ascent direction (measured on the issue's game: 60 reaches 1e-4 in ~20% less time
-than 100, 40 in more)."""
+"""Cap on conjugate-gradient iterations per Newton step at a target of 0: each step only
+needs to be a good ascent direction (measured on the issue's game: 60 reaches 1e-4 in
+~20% less time than 100; 40 and 50 take more Newton steps, and more time)."""
 SINGLE_ABOVE = 1e-6
 """The compiled conjugate gradients (single-precision sweeps) are used while the
 certificate is above this; below it their rounding shows in the steps (measured: a 5x5
