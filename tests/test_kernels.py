@@ -7,10 +7,13 @@ the NumPy conjugate gradients of ``newton`` (``CROWDSTEER_KERNELS=numpy``), mirr
 (``omd``) for the unique equilibrium mean field, and the public ``exploitability``.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from crowdsteer.equilibrium import exploitability
+from crowdsteer.games.base import SparseMoves
 from crowdsteer.learners import kernels, newton
 from crowdsteer.learners.exact import ExactConfig, ExactSolver
 from crowdsteer.learners.passes import Passes
@@ -26,6 +29,16 @@ def grid_game(kind="log", noise=0.1, moves="local", n=6, T=4):
                                           "height": 1.0, "width": 1.5}]})
 
 
+def sparse_game(rng, n=5, T=3, K=3):
+    """A crowd game whose transition is a general SparseMoves: each (s, a) lands on K
+    random cells with random probabilities (not the NoisyMoves structure)."""
+    game = grid_game(n=n, T=T)
+    S, A = game.S, game.A
+    nxt = rng.integers(0, S, size=(S, A, K))
+    prob = rng.dirichlet(np.ones(K), size=(S, A))
+    return dataclasses.replace(game, transition=SparseMoves(nxt, prob))
+
+
 def random_point(game, rng):
     p = Passes(game)
     pi = p.softmax(2.0 * rng.normal(size=(p.T, p.A, p.S)))
@@ -33,11 +46,12 @@ def random_point(game, rng):
     return p, pi, mu, before
 
 
-@pytest.mark.parametrize("noise", [0.0, 0.3])
+@pytest.mark.parametrize("noise", [0.0, 0.3, "sparse"])
 def test_fused_tangent_and_adjoint_equal_the_numpy_passes(noise, rng):
-    game = grid_game(noise=noise)
+    game = sparse_game(rng) if noise == "sparse" else grid_game(noise=noise)
     p, pi, mu, before = random_point(game, rng)
     fused = kernels.FusedCG(game.transition)
+    assert fused.noisy == (noise != "sparse")
     d = rng.normal(size=pi.shape)
     s_new = rng.normal(size=pi.shape)
     beta = 0.7
@@ -74,11 +88,11 @@ def test_fused_update_is_one_preconditioned_cg_update(rng):
     assert rs == pytest.approx(float(np.vdot(r, want)))
 
 
-@pytest.mark.parametrize("kind", ["log", "kernel"])
+@pytest.mark.parametrize("kind", ["log", "kernel", "sparse"])
 def test_fused_newton_direction_matches_the_numpy_one(kind, rng):
     """Single-precision sweeps, double-precision residual: the direction agrees to the
     precision conjugate gradients are asked for (CG_TOLERANCE = 1e-2)."""
-    game = grid_game(kind=kind)
+    game = sparse_game(rng) if kind == "sparse" else grid_game(kind=kind)
     p, pi, mu, before = random_point(game, rng)
     prob = newton._Problem(p, game)
     assert prob.fused is not None

@@ -1,5 +1,6 @@
-"""Compiled kernels for the ``newton`` method's conjugate gradients on
-:class:`~crowdsteer.games.base.NoisyMoves` games (the crowd games).
+"""Compiled kernels for the ``newton`` method's conjugate gradients on games whose
+transition is a :class:`~crowdsteer.games.base.SparseMoves` (the crowd games'
+``NoisyMoves`` among them, with a kernel of their own).
 
 A conjugate-gradient iteration of :mod:`crowdsteer.learners.newton` is one tangent pass,
 one adjoint pass and a handful of vector updates over ``(T, A, S)`` arrays. In NumPy
@@ -33,9 +34,9 @@ def enabled() -> bool:
 
 
 def applies(transition: object) -> bool:
-    """Whether the kernels can stand in for the passes of ``transition``."""
-    return (enabled() and hasattr(transition, "_targets_as")
-            and hasattr(transition, "noise"))
+    """Whether the kernels can stand in for the passes of ``transition``: a
+    :class:`~crowdsteer.games.base.SparseMoves` (``NoisyMoves`` included)."""
+    return enabled() and hasattr(transition, "next_state") and hasattr(transition, "prob")
 
 
 def _tangent(pi, before, d, s_new, beta, targets, noise, out):  # pragma: no cover
@@ -111,6 +112,55 @@ def _adjoint(pi, w, scale, targets, noise, b, fisher, v, out):  # pragma: no cov
     return acc
 
 
+def _tangent_sparse(pi, before, d, s_new, beta, nxt, prob, out):  # pragma: no cover
+    # as _tangent, for a kernel with K successors per (a, s): nxt, prob (A, S, K)
+    T, A, S = pi.shape
+    K = nxt.shape[2]
+    for t in range(T):
+        cur = out[t]
+        cur[:] = 0.0
+        bt = before[t]
+        for a in range(A):
+            pa = pi[t, a]
+            da = d[t, a]
+            sa = s_new[t, a]
+            for s in range(S):
+                da[s] = sa[s] + beta * da[s]
+                m = da[s] * bt[s]
+                if t > 0:
+                    m += pa[s] * out[t - 1, s]
+                for k in range(K):
+                    cur[nxt[a, s, k]] += prob[a, s, k] * m
+
+
+def _adjoint_sparse(pi, w, scale, nxt, prob, b, fisher, v, out):  # pragma: no cover
+    # as _adjoint, for a kernel with K successors per (a, s)
+    T, A, S = pi.shape
+    K = nxt.shape[2]
+    after = np.zeros(S)
+    u = np.empty(S)
+    acc = 0.0
+    for t in range(T - 1, -1, -1):
+        for s in range(S):
+            u[s] = scale[t, s] * w[t, s] + after[s]
+        after[:] = 0.0
+        bt = b[t]
+        for a in range(A):
+            oa = out[t, a]
+            pa = pi[t, a]
+            fa = fisher[t, a]
+            va = v[t, a]
+            for s in range(S):
+                q = 0.0
+                for k in range(K):
+                    q += prob[a, s, k] * u[nxt[a, s, k]]
+                after[s] += pa[s] * q
+                o = q * bt[s] + fa[s] * va[s]
+                oa[s] = o
+                acc += o * va[s]
+    return acc
+
+
 def _update(z, r, d, Ad, step, inv, inv_total, s_out):  # pragma: no cover - compiled
     T, A, S = z.shape
     rs = 0.0
@@ -140,26 +190,40 @@ if njit is not None:
     _tangent = njit(cache=True, nogil=True, fastmath=True)(_tangent)
     _adjoint = njit(cache=True, nogil=True, fastmath=True)(_adjoint)
     _update = njit(cache=True, nogil=True, fastmath=True)(_update)
+    _tangent_sparse = njit(cache=True, nogil=True, fastmath=True)(_tangent_sparse)
+    _adjoint_sparse = njit(cache=True, nogil=True, fastmath=True)(_adjoint_sparse)
 
 
 class FusedCG:
-    """The fused pieces of one conjugate-gradient solve on a ``NoisyMoves`` game."""
+    """The fused pieces of one conjugate-gradient solve on a ``SparseMoves`` game (with
+    the ``NoisyMoves`` structure used when present: one shared noise term per state)."""
 
     def __init__(self, transition: object) -> None:
-        self.targets = np.ascontiguousarray(transition._targets_as, dtype=np.int64)
-        self.noise = float(transition.noise)
+        self.noisy = hasattr(transition, "_targets_as") and hasattr(transition, "noise")
+        if self.noisy:
+            self.targets = np.ascontiguousarray(transition._targets_as, dtype=np.int64)
+            self.noise = float(transition.noise)
+        else:
+            self.nxt = np.ascontiguousarray(np.swapaxes(transition.next_state, 0, 1),
+                                            dtype=np.int64)  # (A, S, K)
+            self.prob = np.ascontiguousarray(np.swapaxes(transition.prob, 0, 1), dtype=float)
 
     def tangent(self, pi: Array, before: Array, d: Array, s_new: Array, beta: float,
                 out: Array) -> Array:
         """``d <- s_new + beta d`` in place, then ``dmu`` ``(T, S)`` of
         :meth:`Passes.tangent` in the direction ``d``, written into ``out``."""
-        _tangent(pi, before, d, s_new, beta, self.targets, self.noise, out)
+        if self.noisy:
+            _tangent(pi, before, d, s_new, beta, self.targets, self.noise, out)
+        else:
+            _tangent_sparse(pi, before, d, s_new, beta, self.nxt, self.prob, out)
         return out
 
     def matvec_tail(self, pi: Array, w: Array, scale: Array, b: Array, fisher: Array,
                     v: Array, out: Array) -> float:
         """``out = b * adjoint(pi, scale * w) + fisher * v``; returns ``v . out``."""
-        return float(_adjoint(pi, w, scale, self.targets, self.noise, b, fisher, v, out))
+        if self.noisy:
+            return float(_adjoint(pi, w, scale, self.targets, self.noise, b, fisher, v, out))
+        return float(_adjoint_sparse(pi, w, scale, self.nxt, self.prob, b, fisher, v, out))
 
     @staticmethod
     def update(z: Array, r: Array, d: Array, Ad: Array, step: float, inv: Array,
