@@ -25,7 +25,8 @@ QUICK_GAME = {"id": "mf20", "peer": "mfglib", "n": 20, "T": 3,
               "label": "MFGLib crowd_motion 20x20, T=3"}
 REQUIRED = ("mfglib", "opt_einsum", "torch", "osqp")
 OURS = ("newton", "omd")
-"""crowdsteer's methods timed; at ``tau = 0`` its default (``auto``) is ``omd``."""
+"""crowdsteer's methods timed; at ``tau = 0`` its default (``auto``) is ``newton`` on this
+game (a concave potential; ``omd`` before the proximal stage of issue 10)."""
 
 
 def plan(quick: bool) -> list[dict]:
@@ -87,7 +88,7 @@ def render(results, command: str, info: dict, started: float, note: str, quick: 
     for method, r in ours.items():
         tt = r["to_tol"]
         rows.append([f"crowdsteer `{method}`" + (" (the default at tau = 0)"
-                                                  if method == "omd" else ""),
+                                                  if method == "newton" else ""),
                      f"**{tt['iterations']} it, {common.fmt_time(tt['wall']['median'])}** (CPU "
                      f"{common.fmt_time(tt['cpu']['median'])}, exploitability "
                      f"{tt['exploitability']:.1e}, n={len(tt['runs'])})" if tt["converged"] else

@@ -83,7 +83,7 @@ def main() -> None:
                  f"({b['iterations']} it + {b['cg']} CG, {b['exploitability']:.1e})",
                  f"{b['seconds'] / a['seconds']:.2f}x"])
     print("## Compiled conjugate-gradient kernels (newton)\n")
-    print(common.provenance("`.venv/bin/python benchmarks/kernels.py`", info, started,
+    print(common.provenance(".venv/bin/python benchmarks/kernels.py", info, started,
                             "CG iterations alternated in one process, 7 repeats; each "
                             "solve in a fresh process"))
     print()
