@@ -104,9 +104,11 @@ FROZEN = 1e-30
 single-precision conjugate gradients of the compiled path and take the diagonal step."""
 MAX_LOG_FALL = 2.0
 MAX_LOG_RISE = 5.0
-"""A Newton step lowers no log-probability by more than ``MAX_LOG_FALL`` and raises none
-by more than ``MAX_LOG_RISE`` (a trust region: the quadratic model misjudges large
-multiplicative changes, and uniform backtracking would then shorten the whole step).
+"""At a target of 0, a Newton step lowers no log-probability by more than
+``MAX_LOG_FALL`` and raises none by more than ``MAX_LOG_RISE`` (a trust region: the
+quadratic model misjudges large multiplicative changes, and uniform backtracking would
+then shorten the whole step). Not above 0: there it lengthened the cold solves of
+``benchmarks/warm_starts.py`` by a fifth (267 to 322 Newton steps in 60 evaluations).
 Rises are allowed further, so that an action a warm start had nearly dropped can come
 back. Measured (convergence suite, newton): the issue's 100x100 game at tau = 0 from 60
 to 53 Newton steps (9.7 s to 8.4 s), the suite's other games 12.2 s to 11.3 s in all; a
@@ -375,12 +377,12 @@ def solve(game: Game, theta: ThetaLike, cfg: ExactConfig, progress: Progress | N
             break
         G = prob.project(before[:, None, :] * (Q - tau * logp))
         proximal = goal == 0 and tau <= floor * (1 + 1e-12)
-        z, slope, its = prob.direction(pi, G, mu, before, tau, PROX_CG if goal == 0 else 0,
-                                       exact=gap < SINGLE_ABOVE)
+        cap = PROX_CG if goal == 0 else CG_ITERATIONS
+        single = gap >= SINGLE_ABOVE and prob.fused is not None
+        z, slope, its = prob.direction(pi, G, mu, before, tau, cap, exact=not single)
         cg_total += its
-        if slope <= 0 and prob.fused is not None:  # single precision's limit: in double
-            z, slope, its = prob.direction(pi, G, mu, before, tau, PROX_CG if goal == 0 else 0,
-                                           exact=True)
+        if slope <= 0 and single:  # single precision's limit: again in double
+            z, slope, its = prob.direction(pi, G, mu, before, tau, cap, exact=True)
             cg_total += its
         if slope <= 0:  # rounding at the optimum of this stage
             if goal == 0:
@@ -395,7 +397,7 @@ def solve(game: Game, theta: ThetaLike, cfg: ExactConfig, progress: Progress | N
                 break
         decrement = slope  # the Newton decrement, for the stage test below
         dy = z / np.maximum(pi, 1e-300)
-        if dy.min() < -MAX_LOG_FALL or dy.max() > MAX_LOG_RISE:  # the trust region
+        if goal == 0 and (dy.min() < -MAX_LOG_FALL or dy.max() > MAX_LOG_RISE):
             np.clip(dy, -MAX_LOG_FALL, MAX_LOG_RISE, out=dy)
             slope = float(np.vdot(G, pi * dy))
         F0 = prob.merit(pi, mu, before, tau, logref, logp)
