@@ -7,11 +7,15 @@ one adjoint pass and a handful of vector updates over ``(T, A, S)`` arrays. In N
 each of these is a separate sweep through memory (about 20 sweeps of 4 MB at 100x100,
 T = 10); the kernels here do the same arithmetic in three fused sweeps, compiled by
 Numba (``cache=True``: compiled once per installation, in the package's
-``__pycache__``). ``benchmarks/iteration.py`` measures both paths side by side.
+``__pycache__``). The caller (:meth:`crowdsteer.learners.newton._Problem._fused_cg`)
+passes the policy, the metric and the work vectors in single precision, which halves
+the memory traffic; the residual and every sum stay in double. ``benchmarks/kernels.py``
+measures both paths side by side (BENCHMARKS.md: 3.7x per CG iteration at 100x100, T = 10).
 
 The NumPy path stays, and is tested against these kernels
 (``tests/test_kernels.py``): it is used when Numba is missing, for any other
-transition, and when the environment sets ``CROWDSTEER_KERNELS=numpy``.
+transition, below an exploitability of ``newton.SINGLE_ABOVE``, and when the
+environment sets ``CROWDSTEER_KERNELS=numpy``.
 """
 
 from __future__ import annotations
