@@ -218,7 +218,7 @@ class CrowdGame:
         """Derivative of :meth:`reward` in ``mu_t`` along ``dmu_t``, ``(S,)``: ``-c dmu / mu``
         (0 below the log floor, where the reward is flat) or ``-c K dmu``."""
         if self.kind == "log":
-            return np.where(mu_t > LOG_FLOOR, -self.c * dmu_t / np.maximum(mu_t, LOG_FLOOR), 0.0)
+            return self.reward_jacobian_diagonal(t, mu_t) * dmu_t
         return -self.c * self.crowding(dmu_t)
 
     def reward_jacobian_diagonal(self, t: int, mu_t: Array) -> Array | None:

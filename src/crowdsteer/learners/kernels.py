@@ -43,8 +43,31 @@ def applies(transition: object) -> bool:
     return enabled() and hasattr(transition, "next_state") and hasattr(transition, "prob")
 
 
+def _mass_row(da, sa, beta, pa, prev, bt, first, ma):  # pragma: no cover - compiled
+    # one action's row of the tangent: d <- s_new + beta d (the conjugate-gradient
+    # direction), then the mass it moves, m = d * beta_t + pi * dbeta_t
+    for s in range(da.shape[0]):
+        da[s] = sa[s] + beta * da[s]
+        ma[s] = da[s] * bt[s] if first else pa[s] * prev[s] + da[s] * bt[s]
+
+
+def _matvec_row(oa, keep, add, pa, fa, va, bt, after):  # pragma: no cover - compiled
+    # one action's row of the adjoint: the action values are q = keep * oa + add (oa holds
+    # the gathered values on entry) and oa holds b * q + fisher * v on exit; accumulates
+    # pi * q into the values before the step and returns this row's share of v . out
+    acc = 0.0
+    for s in range(oa.shape[0]):
+        q = keep * oa[s] + add[s]
+        after[s] += pa[s] * q
+        o = q * bt[s] + fa[s] * va[s]
+        oa[s] = o
+        acc += o * va[s]
+    return acc
+
+
 def _tangent(pi, before, d, s_new, beta, targets, noise, out):  # pragma: no cover
-    # d <- s_new + beta d (the conjugate-gradient direction), then dmu = tangent of d
+    # dmu = tangent of the updated direction d, NoisyMoves: 1 - p of a move's mass to its
+    # target, p / A of the state's to every target
     T, A, S = pi.shape
     keep = 1.0 - noise
     share = noise / A
@@ -54,23 +77,11 @@ def _tangent(pi, before, d, s_new, beta, targets, noise, out):  # pragma: no cov
         cur = out[t]
         cur[:] = 0.0
         tot[:] = 0.0
-        bt = before[t]
         for a in range(A):
-            pa = pi[t, a]
-            da = d[t, a]
-            sa = s_new[t, a]
-            ma = m[a]
+            _mass_row(d[t, a], s_new[t, a], beta, pi[t, a], out[t - 1], before[t], t == 0,
+                      m[a])
             for s in range(S):
-                da[s] = sa[s] + beta * da[s]
-            if t == 0:
-                for s in range(S):
-                    ma[s] = da[s] * bt[s]
-            else:
-                prev = out[t - 1]
-                for s in range(S):
-                    ma[s] = pa[s] * prev[s] + da[s] * bt[s]
-            for s in range(S):
-                tot[s] += ma[s]
+                tot[s] += m[a, s]
         for s in range(S):
             tot[s] *= share
         for a in range(A):
@@ -80,18 +91,35 @@ def _tangent(pi, before, d, s_new, beta, targets, noise, out):  # pragma: no cov
                 cur[ta[s]] += keep * ma[s] + tot[s]
 
 
+def _tangent_sparse(pi, before, d, s_new, beta, nxt, prob, out):  # pragma: no cover
+    # as _tangent, for a kernel with K successors per (a, s): nxt, prob (A, S, K)
+    T, A, S = pi.shape
+    K = nxt.shape[2]
+    m = np.empty(S)
+    for t in range(T):
+        cur = out[t]
+        cur[:] = 0.0
+        for a in range(A):
+            _mass_row(d[t, a], s_new[t, a], beta, pi[t, a], out[t - 1], before[t], t == 0,
+                      m)
+            for s in range(S):
+                for k in range(K):
+                    cur[nxt[a, s, k]] += prob[a, s, k] * m[s]
+
+
 def _adjoint(pi, w, scale, targets, noise, b, fisher, v, out):  # pragma: no cover
-    # out = b * (action values of pi for the landing reward scale * w) + fisher * v
+    # out = b * (action values of pi for the landing reward scale * w) + fisher * v,
+    # NoisyMoves; returns v . out
     T, A, S = pi.shape
     keep = 1.0 - noise
     share = noise / A
-    nxt = np.zeros(S)
+    after = np.zeros(S)
     u = np.empty(S)
     tot = np.empty(S)
     acc = 0.0
     for t in range(T - 1, -1, -1):
         for s in range(S):
-            u[s] = scale[t, s] * w[t, s] + nxt[s]
+            u[s] = scale[t, s] * w[t, s] + after[s]
         tot[:] = 0.0
         for a in range(A):
             ta = targets[a]
@@ -100,41 +128,13 @@ def _adjoint(pi, w, scale, targets, noise, b, fisher, v, out):  # pragma: no cov
                 q = u[ta[s]]
                 oa[s] = q
                 tot[s] += q
-        nxt[:] = 0.0
-        bt = b[t]
+        for s in range(S):
+            tot[s] *= share
+        after[:] = 0.0
         for a in range(A):
-            oa = out[t, a]
-            pa = pi[t, a]
-            fa = fisher[t, a]
-            va = v[t, a]
-            for s in range(S):
-                q = keep * oa[s] + share * tot[s]
-                nxt[s] += pa[s] * q
-                o = q * bt[s] + fa[s] * va[s]
-                oa[s] = o
-                acc += o * va[s]
+            acc += _matvec_row(out[t, a], keep, tot, pi[t, a], fisher[t, a], v[t, a], b[t],
+                               after)
     return acc
-
-
-def _tangent_sparse(pi, before, d, s_new, beta, nxt, prob, out):  # pragma: no cover
-    # as _tangent, for a kernel with K successors per (a, s): nxt, prob (A, S, K)
-    T, A, S = pi.shape
-    K = nxt.shape[2]
-    for t in range(T):
-        cur = out[t]
-        cur[:] = 0.0
-        bt = before[t]
-        for a in range(A):
-            pa = pi[t, a]
-            da = d[t, a]
-            sa = s_new[t, a]
-            for s in range(S):
-                da[s] = sa[s] + beta * da[s]
-                m = da[s] * bt[s]
-                if t > 0:
-                    m += pa[s] * out[t - 1, s]
-                for k in range(K):
-                    cur[nxt[a, s, k]] += prob[a, s, k] * m
 
 
 def _adjoint_sparse(pi, w, scale, nxt, prob, b, fisher, v, out):  # pragma: no cover
@@ -143,25 +143,20 @@ def _adjoint_sparse(pi, w, scale, nxt, prob, b, fisher, v, out):  # pragma: no c
     K = nxt.shape[2]
     after = np.zeros(S)
     u = np.empty(S)
+    none = np.zeros(S)
     acc = 0.0
     for t in range(T - 1, -1, -1):
         for s in range(S):
             u[s] = scale[t, s] * w[t, s] + after[s]
         after[:] = 0.0
-        bt = b[t]
         for a in range(A):
             oa = out[t, a]
-            pa = pi[t, a]
-            fa = fisher[t, a]
-            va = v[t, a]
             for s in range(S):
                 q = 0.0
                 for k in range(K):
                     q += prob[a, s, k] * u[nxt[a, s, k]]
-                after[s] += pa[s] * q
-                o = q * bt[s] + fa[s] * va[s]
-                oa[s] = o
-                acc += o * va[s]
+                oa[s] = q
+            acc += _matvec_row(oa, 1.0, none, pi[t, a], fisher[t, a], v[t, a], b[t], after)
     return acc
 
 
@@ -191,6 +186,8 @@ def _update(z, r, d, Ad, step, inv, inv_total, s_out):  # pragma: no cover - com
 
 
 if njit is not None:
+    _mass_row = njit(cache=True, nogil=True, fastmath=True)(_mass_row)
+    _matvec_row = njit(cache=True, nogil=True, fastmath=True)(_matvec_row)
     _tangent = njit(cache=True, nogil=True, fastmath=True)(_tangent)
     _adjoint = njit(cache=True, nogil=True, fastmath=True)(_adjoint)
     _update = njit(cache=True, nogil=True, fastmath=True)(_update)

@@ -171,7 +171,6 @@ class _Problem:
                           else self.allowed.sum(axis=0).astype(float))
         self.fused = (kernels.FusedCG(game.transition)
                       if kernels.applies(game.transition) else None)
-        self.ones = np.ones((passes.T, passes.S))
 
     def merit(self, pi: Array, mu: Array, before: Array, tau: float,
               logref: Array | None = None, logp: Array | None = None) -> float:
@@ -235,7 +234,7 @@ class _Problem:
             return s
 
         if self.fused is not None and not exact:
-            return self._fused_cg(pi, G, mu, before, fisher, inv, inv_total, cap)
+            return self._fused_cg(pi, G, mu, before, fisher, inv, cap)
 
         def matvec(v: Array) -> Array:
             dmu, _ = p.tangent(pi, before, v)
@@ -270,11 +269,10 @@ class _Problem:
         return z, float(np.vdot(G, z)), it
 
     def _fused_cg(self, pi: Array, G: Array, mu: Array, before: Array, fisher: Array,
-                  inv: Array, inv_total: Array, cap: int) -> tuple[Array, float, int]:
+                  inv: Array, cap: int) -> tuple[Array, float, int]:
         """The same conjugate gradients as :meth:`direction`, with the compiled kernels of
         :mod:`crowdsteer.learners.kernels` (three sweeps through memory per iteration)."""
         k = self.fused
-        inv_total = np.ascontiguousarray(inv_total[:, 0, :])
         # The sweeps are bound by memory traffic: the policy, the metric and the
         # conjugate-gradient vectors travel in single precision (the direction needs ~2
         # digits, CG_TOLERANCE); the residual and every sum stay in double (a single-
@@ -285,15 +283,17 @@ class _Problem:
         pi32 = pi.astype(np.float32)
         fisher32 = np.minimum(fisher, 1.0 / FROZEN).astype(np.float32)
         inv32 = np.where(frozen, 0.0, np.minimum(inv, 1.0 / FROZEN)).astype(np.float32)
-        inv_total = np.maximum((inv32.astype(float)).sum(axis=1), 1e-300)
+        inv_total = np.maximum(inv32.sum(axis=1, dtype=float), 1e-300)
         z = np.zeros(pi.shape, np.float32)
         r = G.copy()
         d = np.zeros(pi.shape, np.float32)
         Ad = np.zeros(pi.shape, np.float32)
         s = np.empty(pi.shape, np.float32)
         dmu = np.empty((self.p.T, self.p.S))
-        # a diagonal reward Jacobian (log congestion) is applied inside the adjoint kernel
+        # a diagonal reward Jacobian (log congestion) is applied inside the adjoint kernel;
+        # any other is applied to dmu here, with a scale of 1
         diag = self.curvature_diagonal(mu)
+        scale = np.ones_like(dmu) if diag is None else diag
         # the first preconditioned residual: an update with a zero step
         rd = k.update(z, r, d, Ad, 0.0, inv32, inv_total, s)
         beta = 0.0
@@ -302,11 +302,8 @@ class _Problem:
         while it < (cap or CG_ITERATIONS) and rd > target and rd > 0:
             it += 1
             k.tangent(pi32, before, d, s, beta, dmu)
-            if diag is None:
-                dAd = k.matvec_tail(pi32, self.curvature(mu, dmu), self.ones, before,
-                                    fisher32, d, Ad)
-            else:
-                dAd = k.matvec_tail(pi32, dmu, diag, before, fisher32, d, Ad)
+            w = dmu if diag is not None else self.curvature(mu, dmu)
+            dAd = k.matvec_tail(pi32, w, scale, before, fisher32, d, Ad)
             if dAd <= 0:
                 if it == 1:
                     z = d.copy()
@@ -376,7 +373,7 @@ def solve(game: Game, theta: ThetaLike, cfg: ExactConfig, progress: Progress | N
         if gap <= cfg.tolerance or k == cfg.max_iterations:
             break
         G = prob.project(before[:, None, :] * (Q - tau * logp))
-        proximal = goal == 0 and tau <= floor * (1 + 1e-12)
+        proximal = goal == 0 and tau <= floor  # _next_stage stops at floor exactly
         cap = PROX_CG if goal == 0 else CG_ITERATIONS
         single = gap >= SINGLE_ABOVE and prob.fused is not None
         z, slope, its = prob.direction(pi, G, mu, before, tau, cap, exact=not single)
