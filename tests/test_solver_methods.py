@@ -164,6 +164,30 @@ def test_warm_start_of_a_nearby_game_is_deterministic_and_cheaper(method):
     np.testing.assert_allclose(warm.mu, cold.mu, atol=1e-3)
 
 
+def test_refine_moves_a_warm_start_already_within_the_tolerance_with_the_game():
+    """A warm start from a nearby game's equilibrium can already be within the tolerance:
+    without ``refine`` it is returned unchanged (one certificate), so the solution, and J,
+    do not move with the game; with it, newton steps on and lands nearer the new game's
+    equilibrium (reference: a cold solve to 1e-13)."""
+    near = dynamic_game("log", 0.8)
+    far = dynamic_game("log", 0.8 + 1e-4)
+    cfg = ExactConfig(temperature=0.1, tolerance=1e-6, method="newton")
+    base = solve(near, temperature=0.1, tolerance=1e-13, method="newton")
+    ref = solve(far, temperature=0.1, tolerance=1e-13, method="newton")
+    plain = ExactSolver(cfg).solve(far, init=base)
+    refined = ExactSolver(cfg, refine=1e-12).solve(far, init=base)
+    assert plain.iterations == 1 and plain.exploitability <= 1e-6
+    np.testing.assert_array_equal(plain.mu, base.mu)
+    assert 2 <= refined.iterations <= 3 and refined.converged  # at most two steps past
+    assert refined.exploitability <= plain.exploitability
+    # the error in mu is of the order of the square root of the exploitability (4e-9
+    # before the step, about 3e-13 after it): more than 100x smaller
+    err_plain = np.abs(plain.mu - ref.mu).max()
+    assert np.abs(refined.mu - ref.mu).max() <= 0.02 * err_plain
+    assert exploitability(far, refined.pi, 0.1) == pytest.approx(refined.exploitability,
+                                                                 abs=1e-14)
+
+
 def test_mismatched_warm_start_is_refused():
     game = dynamic_game()
     other = crowd(height=2, width=2, horizon=3, moves="local")

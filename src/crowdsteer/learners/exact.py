@@ -95,8 +95,12 @@ def default_rate(tau: float) -> float:
 class ExactSolver:
     """Model-based mean-field solver (see module docstring)."""
 
-    def __init__(self, config: ExactConfig | None = None) -> None:
+    def __init__(self, config: ExactConfig | None = None, refine: float | None = None) -> None:
         self.config = config or ExactConfig()
+        self.refine = refine
+        """Exploitability ``newton`` keeps stepping towards once ``tolerance`` is met (at
+        most two more steps; :func:`newton.solve`); the other methods stop at the
+        tolerance. The gradient optimiser sets it."""
 
     def method_for(self, game: Game, theta: ThetaLike = None) -> str:
         """The method ``solve`` runs on this game and modifier (resolves ``auto``)."""
@@ -122,7 +126,7 @@ class ExactSolver:
         guards.check_solve(game, cfg)
         method = self.method_for(game, theta)
         if method == "newton":
-            return newton.solve(game, theta, cfg, progress, init)
+            return newton.solve(game, theta, cfg, progress, init, self.refine)
         run = _omd if method == "omd" else _fp
         return run(game, theta, cfg, progress, init)
 

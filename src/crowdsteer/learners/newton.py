@@ -114,6 +114,8 @@ back. Measured (convergence suite, newton): the issue's 100x100 game at tau = 0 
 to 53 Newton steps (9.7 s to 8.4 s), the suite's other games 12.2 s to 11.3 s in all; a
 symmetric limit of 2 did as well there but tripled a warm start's stall on a nearby game
 (tests/test_solver_methods.py)."""
+REFINE_STEPS = 2
+"""Most Newton steps taken past the tolerance towards ``refine`` (:func:`solve`)."""
 SHRINK = 0.5
 """Factor by which the stage temperature falls once a stage is centred."""
 CG_ITERATIONS = 100
@@ -335,8 +337,12 @@ def _safe_log(pi: Array) -> Array:
 
 
 def solve(game: Game, theta: ThetaLike, cfg: ExactConfig, progress: Progress | None,
-          init: Solution | None = None) -> Solution:
-    """Run the method (see the module docstring); ``init`` warm-starts it."""
+          init: Solution | None = None, refine: float | None = None) -> Solution:
+    """Run the method (see the module docstring); ``init`` warm-starts it.
+
+    ``refine``: once the tolerance is met, up to :data:`REFINE_STEPS` more Newton steps
+    towards this exploitability (each roughly squares it); the best certified iterate is
+    returned, so rounding cannot undo the tolerance already met."""
     start = time.perf_counter()
     p = Passes(game, theta)
     prob = _Problem(p, game)
@@ -366,11 +372,19 @@ def solve(game: Game, theta: ThetaLike, cfg: ExactConfig, progress: Progress | N
     # constant); on a path to 0 each stage's ref is the previous stage's centre, and on
     # the proximal stage the previous iterate
     logref: Array | None = logp if (init is not None and goal == 0) else None
+    met: tuple[float, Array, Array] | None = None  # the last iterate within the tolerance
+    past = 0  # steps taken since the tolerance was met
     for k in range(1, cfg.max_iterations + 1):
         R = p.table(mu)
         Q, V = p.evaluate(pi, R if logref is None else R + tau * logref, tau)
         record(gap := p.certify(pi, R, goal, V if tau == goal else None), k, history, progress)
-        if gap <= cfg.tolerance or k == cfg.max_iterations:
+        if gap <= cfg.tolerance:
+            if (refine is None or gap <= refine or past >= REFINE_STEPS
+                    or (met is not None and met[0] <= gap)):
+                break
+            past += 1
+            met = (gap, pi, mu)
+        if k == cfg.max_iterations:
             break
         G = prob.project(before[:, None, :] * (Q - tau * logp))
         proximal = goal == 0 and tau <= floor  # _next_stage stops at floor exactly
@@ -416,6 +430,8 @@ def solve(game: Game, theta: ThetaLike, cfg: ExactConfig, progress: Progress | N
             if goal == 0:  # a path to 0: each stage's entropy is relative to the last centre
                 logref = logp
             tau = _next_stage(tau, goal, floor)
+    if met is not None and met[0] < gap:  # a refining step that rounding made worse
+        gap, pi, mu = met
     return Solution(to_state_major(pi), mu, gap, k, time.perf_counter() - start,
                     gap <= cfg.tolerance, history=np.asarray(history),
                     stage_temperature=tau, inner_steps=cg_total)
