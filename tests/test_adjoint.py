@@ -202,37 +202,52 @@ def _rows(path):
         return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
 
 
+@pytest.mark.parametrize("case, evaluations, kill_at", [
+    ("crowd-any-power-kl", 12, 7),
+    ("dynamic example", 30, 15),  # past the first descent's end (a stall) and its restart
+])
 @pytest.mark.parametrize("warm_starts", [False, True])
-def test_a_killed_gradient_run_resumes_to_the_same_evaluations(tmp_path, monkeypatch,
+def test_a_killed_gradient_run_resumes_to_the_same_evaluations(tmp_path, monkeypatch, case,
+                                                               evaluations, kill_at,
                                                                warm_starts):
-    """Resume replays the stored evaluations (L-BFGS-B asks the same w again) and goes on,
-    repeating an uninterrupted run bit for bit, with warm starts or without."""
+    """Resume replays the stored evaluations (L-BFGS-B asks the same w again, and a descent
+    ends where it ended) and goes on, repeating an uninterrupted run bit for bit, with warm
+    starts or without."""
+    from pathlib import Path
+
+    import yaml
+
     import crowdsteer.metaagent.gradient as gradient_module
 
-    game, tau, _, objective = CASES["crowd-any-power-kl"]
-    cfg = {"game": game, "learner": {"name": "exact", "temperature": tau},
-           "modifier": {"name": "power_series", "order": 2},
-           "objective": objective,
-           "optimiser": {"name": "gradient", "evaluations": 12, "warm_starts": warm_starts}}
+    if case == "dynamic example":
+        example = Path(__file__).resolve().parents[1] / "examples" / "dynamic.yaml"
+        cfg = {**yaml.safe_load(example.read_text()),
+               "learner": {"name": "exact", "temperature": 0.1}}
+    else:
+        game, tau, _, objective = CASES[case]
+        cfg = {"game": game, "learner": {"name": "exact", "temperature": tau},
+               "modifier": {"name": "power_series", "order": 2}, "objective": objective}
+    cfg["optimiser"] = {"name": "gradient", "evaluations": evaluations,
+                        "warm_starts": warm_starts}
     run(cfg, out=tmp_path / "whole")
     real = gradient_module.value_and_grad
     calls = {"n": 0}
 
-    def dies_at_seventh(*args, **kwargs):
+    def dies(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 7:
+        if calls["n"] == kill_at:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(gradient_module, "value_and_grad", dies_at_seventh)
+    monkeypatch.setattr(gradient_module, "value_and_grad", dies)
     with pytest.raises(KeyboardInterrupt):
         run(cfg, out=tmp_path / "killed")
-    assert len(_rows(tmp_path / "killed" / "evaluations.csv")) == 6
+    assert len(_rows(tmp_path / "killed" / "evaluations.csv")) == kill_at - 1
     monkeypatch.setattr(gradient_module, "value_and_grad", real)
     run(cfg, out=tmp_path / "killed", resume=True)
     whole = _rows(tmp_path / "whole" / "evaluations.csv")
     resumed = _rows(tmp_path / "killed" / "evaluations.csv")
-    assert len(resumed) == len(whole) == 13
+    assert len(resumed) == len(whole) == evaluations + 1
     # warm starts too: the resumed run solves again, cold then warm, the chain of earlier
     # evaluations the next one starts from, so it starts from the same point
     assert resumed == whole
