@@ -137,7 +137,7 @@ REFINE = 1e-10
 gradient optimiser (at most two steps, each roughly squaring it). On ``examples/dynamic.yaml``
 J at exploitability 5e-9 is 2e-6 below its value at 3e-13: near a KL of 0 that error
 is the whole of J, and L-BFGS-B chased it. Measured on the steering suite's tabular tasks
-(``J* = 0``): best J after 200 evaluations 4.8e-7 instead of 1.0e-5 (kernel congestion),
+(``J* = 0``): best J after 200 evaluations 4.7e-7 instead of 1.0e-5 (kernel congestion),
 for 20% more inner iterations."""
 
 
@@ -252,7 +252,7 @@ def descend(s: Setup, study: Any, out: Any = None, progress: Any = None) -> int:
             # no stop on the size of the gradient or of J's decrease: both are absolute in
             # SciPy, and a KL near 0 has tiny ones while it still falls fast relative to
             # itself (measured: the tabular steering tasks stopped at J = 1.2e-5 and
-            # restarted far away; without the tests they reach 3.6e-7); a descent ends when
+            # restarted far away; without the tests they reach 4.2e-7); a descent ends when
             # its line search fails or when it stalls (STALL_STEP)
             minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=[(lo, hi)] * n,
                      options={"maxfun": 10**9, "maxiter": 10**9, "gtol": 0.0, "ftol": 0.0})
