@@ -80,10 +80,11 @@ TAU_START = 0.1
 """First stage temperature (when the target is below it): large enough that the regularised
 problem is well conditioned from the uniform policy, for rewards of order 1."""
 WARM_RESTART = 1e-3
-"""At a target above 0, a warm start resumes the temperature path at ``max(4 x`` the stage it had reached ``,
-WARM_RESTART)``: resuming at the tiny stage of a nearby game's solution leaves Newton far
-from that stage's centre (measured: 5x more iterations than a cold start), resuming at
-1e-3 saves about a third of them (tests/test_solver_methods.py, BENCHMARKS.md)."""
+"""At a target above 0, a warm start resumes the temperature path at ``max(4 x`` the stage
+it had reached ``, WARM_RESTART)``: resuming at the tiny stage of a nearby game's solution
+leaves Newton far from that stage's centre (measured: 5x more iterations than a cold
+start), resuming at 1e-3 saves about a third of them (tests/test_solver_methods.py,
+BENCHMARKS.md)."""
 FLOOR = 1e-3
 """Stage temperatures never go below ``FLOOR`` times the tolerance."""
 PROX_TAU = 2e-3
