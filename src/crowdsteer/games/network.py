@@ -344,7 +344,8 @@ class _Graph:
         """
         dist, pred = self.shortest_paths(cost)
         Zo, n = dist.shape
-        sptt = float(np.sum(self.od * dist[:, :self.Z]))
+        has_trips = self.od > 0  # a pair with no trips may have no path: 0 * inf is NaN
+        sptt = float(self.od[has_trips] @ dist[:, :self.Z][has_trips])
         pred = pred.astype(np.int32)
         has = (pred >= 0).ravel()
         flat = np.arange(Zo * n, dtype=np.int32)
