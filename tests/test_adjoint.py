@@ -150,13 +150,28 @@ def test_potential_based_shaping_has_zero_gradient():
     assert np.abs(value_and_grad(s, w).grad).max() <= 1e-9
 
 
-def test_the_adjoint_refuses_a_solve_that_did_not_converge():
+@pytest.fixture(scope="module")
+def tabular_welfare_equilibrium():
     s = _setup("crowd-local-tabular-welfare")
-    w = np.zeros(s.modifier.n_params)
-    sol = s.learner.solve(s.game, s.modifier.theta(w))
-    g = s.objective.gradient(s.game, sol.mu)
+    theta = s.modifier.theta(np.zeros(s.modifier.n_params))
+    sol = s.learner.solve(s.game, theta)
+    return s, theta, sol, s.objective.gradient(s.game, sol.mu)
+
+
+@pytest.mark.parametrize("scale", [1e-9, 1.0, 1e6])
+def test_the_adjoint_refuses_a_solve_that_did_not_converge(tabular_welfare_equilibrium, scale):
+    """The residual check is relative: at any scale of dJ/dmu one product is refused, and a
+    full budget is accepted with a gradient that scales with dJ/dmu (the adjoint is linear
+    in it). An absolute check would accept one product at 1e-9 and refuse all at 1e6."""
+    s, theta, sol, g = tabular_welfare_equilibrium
     with pytest.raises(GradientError, match="did not converge"):
-        adjoint(s.game, sol.mu, s.modifier.theta(w), s.tau, g, max_products=1)
+        adjoint(s.game, sol.mu, theta, s.tau, scale * g, max_products=1)
+    full = adjoint(s.game, sol.mu, theta, s.tau, g)
+    scaled = adjoint(s.game, sol.mu, theta, s.tau, scale * g)
+    assert scaled.residual <= 1e-8 and scaled.residual == pytest.approx(full.residual, rel=0.1,
+                                                                        abs=1e-12)
+    np.testing.assert_allclose(scaled.g_theta, scale * full.g_theta, rtol=1e-8,
+                               atol=1e-12 * scale * np.abs(full.g_theta).max())
 
 
 @pytest.mark.parametrize("change, reason", [
@@ -306,3 +321,50 @@ def test_a_gradient_run_asks_no_w_twice(tmp_path):
     np.fill_diagonal(gaps, np.inf)
     assert gaps.min() > STALL_STEP * (hi - lo)
     assert result.best.objective < 0.1 * result.baseline.objective
+
+
+def test_gradient_optimiser_climbs_a_maximised_welfare_to_the_social_optimum():
+    """``welfare`` is maximised: the first step from the baseline must go up, and the run end
+    at the optimum. One-shot kernel crowd, a tabular modifier (every interior mean field is
+    an equilibrium of some table): the optimum is max over the simplex of the concave
+    ``d . mu - c mu^T K mu``, solved here by SciPy's SLSQP (measured: reached to 1e-7)."""
+    from scipy.optimize import minimize
+
+    cfg = {"seed": 0, "game": copy.deepcopy(CROWD_ANY),
+           "learner": {"name": "exact", "temperature": 0.05},
+           "modifier": {"name": "tabular", "bounds": [-3, 3]}, "objective": {"name": "welfare"},
+           "optimiser": {"name": "gradient", "evaluations": 30}}
+    result = run(cfg)
+    g = setup(load_config(cfg)).game
+    d = g.d[0]
+    opt = minimize(lambda m: -(d @ m - g.c * m @ g.crowding(m)), np.full(g.S, 1 / g.S),
+                   jac=lambda m: -(d - 2 * g.c * g.crowding(m)), bounds=[(0, 1)] * g.S,
+                   constraints=[{"type": "eq", "fun": lambda m: m.sum() - 1}],
+                   method="SLSQP", options={"ftol": 1e-14, "maxiter": 1000})
+    J_star, J0 = -opt.fun, result.baseline.objective
+    assert opt.success and J_star > J0 + 1e-2
+    assert result.history[1] > J0 + 1e-3  # the first step goes uphill
+    assert J0 + 0.99 * (J_star - J0) <= result.best.objective <= J_star + 1e-9
+
+
+def test_gradient_optimiser_finds_the_braess_toll(tmp_path):
+    """Braess as a network with a shortcut costing 0.2: at equilibrium 0.6 of the trips
+    take it (``1 = 0.2 + (1 + f)/2``), TSTT 1.8; a toll ``theta`` leaves ``f = 0.6 - 2
+    theta``, TSTT ``(1 + f)^2 / 2 + 1 - 0.8 f``, falling to the system optimum 1.5 at
+    ``theta >= 0.3``. Welfare is -TSTT, maximised: from ``theta = 0`` (the gradient there,
+    ``+1.6``, points into the box, whose lower end subsidises the shortcut) the first step
+    must climb."""
+    from tests.test_network import small
+
+    links = [(1, 3, 1, 1e-9, 1e9, 1), (3, 2, 1, 1, 0, 1), (1, 4, 1, 1, 0, 1),
+             (4, 2, 1, 1e-9, 1e9, 1), (3, 4, 1, 0.2, 0, 1)]
+    small(tmp_path, links, 2, 4, {1: {2: 1.0}})
+    cfg = {"seed": 0, "game": {"name": "routing", "network": {
+        "net": str(tmp_path / "t_net.tntp"), "trips": str(tmp_path / "t_trips.tntp")}},
+        "learner": {"name": "exact", "relative_gap": 1e-10},
+        "modifier": {"name": "tolls", "links": [[3, 4]], "bounds": [-0.2, 1]},
+        "objective": {"name": "welfare"}, "optimiser": {"name": "gradient", "evaluations": 6}}
+    result = run(cfg)
+    assert result.baseline.objective == pytest.approx(-1.8, abs=1e-6)
+    assert result.history[1] > -1.8 + 1e-3
+    assert result.best.objective == pytest.approx(-1.5, abs=1e-6)

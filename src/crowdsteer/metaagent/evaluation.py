@@ -302,7 +302,7 @@ def evaluate_task(task: tuple[Any, ...]) -> Sample:
         _CACHE[key] = (s, WarmStarts(s.learner, enabled=s.optimiser.warm_starts))
         while len(_CACHE) > CACHED_RUNS:
             del _CACHE[next(iter(_CACHE))]
-    s, warm = _CACHE[key]
+    s, warm = _CACHE[key] = _CACHE.pop(key)  # served now: the last to go
     w = np.asarray(w, dtype=float)
     number, chain = warm_args[0] if warm_args and warm_args[0] else (-1, [])
     init = warm.start(chain, repeat, lambda v, i: solve_at(s, v, repeat, i))
