@@ -73,6 +73,13 @@ CASES = {
         {"name": "congestion", "players": 3, "resources": [
             {"name": "x", "a": 0.0, "b": 1.0}, {"name": "y", "a": 1.0, "b": 0.5},
             {"name": "z", "a": 2.0, "b": 0.0}]}, 0.2, {"name": "tolls"}, {"name": "welfare"}),
+    # strategies sharing a resource: the strategy-resource incidence is not square-symmetric
+    # (one resource per strategy makes it the identity, where a transposed product hides)
+    "congestion-overlapping-tolls-welfare": (
+        {"name": "congestion", "players": 3, "strategies": [["x"], ["x", "y"], ["z"]],
+         "resources": [{"name": "x", "a": 0.0, "b": 1.0}, {"name": "y", "a": 0.2, "b": 0.5},
+                       {"name": "z", "a": 1.5, "b": 0.3}]}, 0.2, {"name": "tolls"},
+        {"name": "welfare"}),
 }
 
 

@@ -164,6 +164,24 @@ def test_warm_start_of_a_nearby_game_is_deterministic_and_cheaper(method):
     np.testing.assert_allclose(warm.mu, cold.mu, atol=1e-3)
 
 
+@pytest.mark.parametrize("tau, c", [(1e-6, 0.9), (3e-6, 0.85)])
+def test_a_warm_start_at_a_small_temperature_resumes_the_path_at_warm_restart(tau, c):
+    """newton's WARM_RESTART: a warm start at a target temperature of 1e-6 resumes the
+    temperature path at 1e-3, not at 4x the tiny stage it had reached (measured on this
+    game: from 4e-6 it does not converge in 300 iterations, from 1.2e-5 it takes 80; cold
+    22-33, warm from 1e-3 20-22). The defaults of the other tests (temperature 0) take
+    proximal steps and never read the constant."""
+    near = dynamic_game("log", 0.8)
+    far = dynamic_game("log", c)
+    base = solve(near, temperature=tau, tolerance=1e-8, method="newton")
+    assert base.stage_temperature == pytest.approx(tau)
+    cold = solve(far, temperature=tau, tolerance=1e-8, method="newton")
+    warm = solve(far, init=base, temperature=tau, tolerance=1e-8, method="newton",
+                 max_iterations=300)
+    assert warm.converged and warm.iterations <= cold.iterations
+    np.testing.assert_allclose(warm.mu, cold.mu, atol=1e-3)
+
+
 def test_refine_moves_a_warm_start_already_within_the_tolerance_with_the_game():
     """A warm start from a nearby game's equilibrium can already be within the tolerance:
     without ``refine`` it is returned unchanged (one certificate), so the solution, and J,

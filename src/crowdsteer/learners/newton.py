@@ -83,8 +83,9 @@ WARM_RESTART = 1e-3
 """At a target above 0, a warm start resumes the temperature path at ``max(4 x`` the stage
 it had reached ``, WARM_RESTART)``: resuming at the tiny stage of a nearby game's solution
 leaves Newton far from that stage's centre (measured: 5x more iterations than a cold
-start), resuming at 1e-3 saves about a third of them (tests/test_solver_methods.py,
-BENCHMARKS.md)."""
+start), resuming at 1e-3 saves about a third of them (BENCHMARKS.md). Tested at targets
+1e-6 and 3e-6 (from 4x the stage: 300+ and 80 iterations; cold 22-33) in
+tests/test_solver_methods.py, ``test_a_warm_start_at_a_small_temperature_resumes...``."""
 FLOOR = 1e-3
 """Stage temperatures never go below ``FLOOR`` times the tolerance."""
 PROX_TAU = 2e-3
