@@ -168,6 +168,25 @@ def test_first_thru_node_is_honoured(tmp_path):
     assert sol.total_travel_time == pytest.approx(1 + 4 * 10)
 
 
+@pytest.mark.parametrize("first_thru, flow", [
+    (1, [2, 1, 1, 0, 0, 0]),  # every node a through node: via zone 2 (cost 2)
+    (2, [2, 1, 1, 0, 0, 0]),  # zone 1 (the origin) only: via zone 2
+    (3, [1, 0, 2, 1, 0, 0]),  # zones 1-2 never passed through: via zone 3 (cost 4)
+    (4, [1, 0, 1, 0, 1, 1]),  # zones 1-3: via node 5 (cost 10)
+    (5, [1, 0, 1, 0, 1, 1]),  # zones 1-4 (all): via node 5
+])
+def test_first_thru_node_between_the_zones(tmp_path, first_thru, flow):
+    """Four zones, trips from zone 1 to zones 2, 3 and 4 (one each). To zone 4: via zone 2
+    (cost 1 + 1), via zone 3 (2 + 2) or via node 5 (5 + 5), constant costs. Zones below
+    <FIRST THRU NODE> are never crossed, but trips ending there still arrive: with it
+    between 2 and the number of zones, an off-by-one sends the trips a different way."""
+    links = [(1, 2, 1, 1, 0, 1), (2, 4, 1, 1, 0, 1), (1, 3, 1, 2, 0, 1), (3, 4, 1, 2, 0, 1),
+             (1, 5, 1, 5, 0, 1), (5, 4, 1, 5, 0, 1)]
+    g = small(tmp_path, links, 4, 5, {1: {2: 1.0, 3: 1.0, 4: 1.0}}, first_thru=first_thru)
+    sol = g.solve_equilibrium(relative_gap=1e-9)
+    np.testing.assert_allclose(sol.flow, flow, atol=1e-9)
+
+
 def test_parallel_links_share_the_load(tmp_path):
     """Two identical parallel links 1 -> 2 (t = 1 + x): the equilibrium splits evenly."""
     g = small(tmp_path, [(1, 2, 1, 1, 1, 1), (1, 2, 1, 1, 1, 1)], 2, 2, {1: {2: 2.0}})

@@ -84,8 +84,25 @@ def test_sioux_falls_gradient_matches_finite_differences():
 
 def test_a_loose_solution_is_resolved_before_differentiating():
     g = network("SiouxFalls")
-    loose = g.solve_equilibrium(None, relative_gap=1e-3)  # Frank-Wolfe: no paths kept
+    loose = g.solve_equilibrium(None, relative_gap=1e-3)  # gradient projection, loose
+    assert loose.paths is not None and loose.relative_gap > 1e-6
     tight = g.solve_equilibrium(None, relative_gap=1e-12)
     a, _ = g.equilibrium_vjp(loose, None, welfare_gradient(g, tight))
     b, _ = g.equilibrium_vjp(tight, None, welfare_gradient(g, tight))
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9 * np.abs(b).max())
+
+
+def test_a_frank_wolfe_solution_is_resolved_with_paths(tmp_path):
+    """Frank-Wolfe keeps no paths, however tight: ``equilibrium_vjp`` solves again with
+    gradient projection. Braess with a toll of 0.3 on the shortcut (all three paths used),
+    against central differences of full solves."""
+    from crowdsteer.learners.wardrop import bfw
+
+    g = braess(tmp_path)
+    theta = np.array([0.0, 0.0, 0.0, 0.0, 0.3])
+    sol = bfw(g, theta, relative_gap=1e-12)
+    assert sol.paths is None and sol.relative_gap <= 1e-12
+    g_theta, residual = g.equilibrium_vjp(sol, theta, welfare_gradient(g, sol))
+    assert residual <= 1e-8
+    for e in (1, 4):
+        assert g_theta[e] == pytest.approx(central_difference(g, theta, e, 1e-4), rel=1e-4)

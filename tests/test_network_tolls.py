@@ -95,9 +95,32 @@ def test_meta_agent_finds_the_pigou_toll(tmp_path):
         assert saved["tail"].tolist() == (g.net.tail).tolist()
 
 
-def test_the_example_runs_its_first_evaluations(tmp_path):
-    cfg = load_config(ROOT / "examples" / "siouxfalls_tolls.yaml")
-    game = build_game(cfg)
-    m = build(cfg, "modifier", game=game)
+def test_the_example_runs_its_first_evaluations():
+    """examples/siouxfalls_tolls.yaml cut to its baseline and two tolled evaluations: the
+    baseline's J is minus the TSTT of TNTP's best-known equilibrium flows (7.480e6), and the
+    best evaluation's J that of an independent solve at its tolls."""
+    import yaml
+
+    from crowdsteer.games.tntp import read_flow
+    from crowdsteer.learners.wardrop import gradient_projection
+
+    example = ROOT / "examples" / "siouxfalls_tolls.yaml"
+    game = build_game(load_config(example))
+    m = build(load_config(example), "modifier", game=game)
     assert 10 <= m.n_params <= 20
-    assert DATA.is_dir()
+    raw = yaml.safe_load(example.read_text())
+    raw["game"]["network"] = {k: str(example.parent / v)
+                              for k, v in raw["game"]["network"].items()}
+    raw["optimiser"] = {"name": "bo", "evaluations": 2, "initial": 2}
+    result = crowdsteer.run(raw)
+    assert result.evaluations == 3 and len(result.history) == 3
+    v, _ = read_flow(DATA / "SiouxFalls_flow.tntp", game.net)
+    assert result.baseline.objective == pytest.approx(-game.total_travel_time(v), rel=1e-5)
+    w = np.asarray(result.best.w)
+    assert np.all((0 <= w) & (w <= 20))
+    sol = gradient_projection(game, m.theta(w), relative_gap=1e-8)
+    assert result.best.objective == pytest.approx(-sol.total_travel_time, rel=1e-5)
+    assert result.best.objective == max(result.history)
+    # no tolls beat the system optimum (TSTT 7.194e6)
+    so = gradient_projection(game, relative_gap=1e-8, system_optimum=True)
+    assert np.all(np.asarray(result.history) <= -so.total_travel_time * (1 - 1e-6))
