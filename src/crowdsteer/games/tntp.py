@@ -10,7 +10,8 @@ four files a network comes with:
     ``t(x) = free_flow_time * (1 + b * (x / capacity) ** power)``. ``<FIRST THRU NODE> f``
     says nodes ``1 .. f - 1`` (zones) are never passed through.
 ``_trips``
-    per ``Origin k`` block, entries ``destination : amount ;``.
+    per ``Origin k`` block, entries ``destination : amount ;``. Repeated entries (the
+    same destination twice, or a second block for the same origin) are summed.
 ``_node``
     ``node x y ;`` coordinates (a header line first).
 ``_flow``
