@@ -29,5 +29,11 @@ bench-peers: $(STAMP)
 	$(BIN)/pip install --quiet -c constraints.txt --no-deps -r benchmarks/peers/requirements-nodeps.txt
 	$(BIN)/python benchmarks/run.py --only peers
 
+# Planted single-site bugs, each run against the tests meant to catch it (TESTING.md);
+# slow (tens of minutes), not part of `make test`.
+.PHONY: mutation
+mutation: $(STAMP)
+	$(BIN)/python tools/mutation.py --baseline
+
 clean:
 	rm -rf $(VENV) runs
