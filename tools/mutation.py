@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -244,7 +245,12 @@ def _pytest(tree: Path, tests: tuple[str, ...], timeout: float) -> tuple[str, fl
     return status, time.perf_counter() - start
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise SystemExit(f"stopped by signal {signum}")  # so that the temporary copy is removed
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _interrupted)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", nargs="+", metavar="NAME", help="run these mutants only")
     ap.add_argument("--list", action="store_true", help="list the mutants and exit")
