@@ -107,7 +107,7 @@ def solve(
     from crowdsteer import solving as solve_mod
     from crowdsteer.config import load_config
 
-    with clean_errors():
+    with clean_errors(), rundir.claimed(out):  # a live run's folder is never moved aside
         cfg = load_config(config)
         out = rundir.prepare(out, force=force, resumable=False)
         learner = cfg["learner"]
