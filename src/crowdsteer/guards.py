@@ -131,7 +131,7 @@ def solve_bytes(game: Any, learner: Any) -> tuple[float, str, str]:
         return (5.4 * N * T * S * A + 100 * N + tables, "learner.agents",
                 "use fewer agents or the fictitious_play learner (memory N + T*S*A)")
     if name == "routes":  # one traveller per trip unless agents says otherwise
-        N = N or max(int(round(float(game.D))), 1)
+        N = N or max(int(round(float(getattr(game, "D", 1.0)))), 1)
         return (ROUTE_BYTES * N, "learner.agents",
                 "use fewer agents (learner.agents; by default one per trip)")
     if name == "exact" and _exact_method(game, learner) == "newton":
