@@ -52,7 +52,7 @@ from scipy.sparse.linalg import LinearOperator, gmres
 
 from crowdsteer.equilibrium import TAU_MIN, best_response, mean_field, state_before
 from crowdsteer.errors import CrowdsteerError
-from crowdsteer.games.base import Game, ThetaLike, reward_table
+from crowdsteer.games.base import Game, ThetaLike, power_derivative, reward_table
 
 Array = np.ndarray
 
@@ -99,7 +99,7 @@ def reward_vjp(game: Game, t: int, mu_t: Array, g: Array) -> Array:
     if isinstance(game, RoutingGame):
         # r = [0; -D Delta^T l(x)], x = Delta f, f = D mu[K:]
         x = game.edge_flow(mu_t)
-        slope = game.b * game.p * np.where(x > 0, x, 0.0) ** np.maximum(game.p - 1, 0)
+        slope = game.b * power_derivative(x, game.p)
         x_bar = slope * (game.edge_path @ (-game.D * g[game.K:]))
         out = np.zeros(game.S)
         out[game.K:] = game.D * (game.edge_path.T @ x_bar)

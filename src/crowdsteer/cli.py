@@ -68,6 +68,9 @@ def clean_errors() -> Iterator[None]:
         raise typer.Exit(130) from None
     except OSError as exc:
         fail(f"{getattr(exc, 'filename', '') or ''}: {exc.strerror or exc}".lstrip(": "))
+    except MemoryError:  # past every estimate (guards.py): still one line
+        fail("out of memory: the problem is larger than this machine (or ulimit -v) allows; "
+             "make it smaller (grid, horizon, agents, network)")
     except UnicodeDecodeError as exc:  # a file that should be text is not (UTF-8)
         fail(f"a file is not UTF-8 text ({exc.reason} at byte {exc.start})")
 
@@ -107,7 +110,7 @@ def solve(
     from crowdsteer import solving as solve_mod
     from crowdsteer.config import load_config
 
-    with clean_errors():
+    with clean_errors(), rundir.claimed(out):  # a live run's folder is never moved aside
         cfg = load_config(config)
         out = rundir.prepare(out, force=force, resumable=False)
         learner = cfg["learner"]

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from crowdsteer.config_base import validate  # noqa: F401  (re-exported)
+from crowdsteer.config_base import shown, validate  # noqa: F401  (re-exported)
 from crowdsteer.errors import ConfigError
 from crowdsteer.registry import Registry, unknown_name_message
 
@@ -97,10 +97,61 @@ def _ensure_sections() -> None:
     plain_section("finite_n", FiniteNConfig)
 
 
+MAX_YAML_NODES = 100_000
+"""Most values (scalars, lists, mappings) a config may hold once its aliases are expanded:
+a "billion laughs" document of 500 bytes expands to 10**9 and is refused before it is."""
+
+
+class _TooLarge(Exception):
+    """A YAML document that expands past :data:`MAX_YAML_NODES` values."""
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a document expanding past :data:`MAX_YAML_NODES`
+    values and a mapping that repeats a key (the last one would win silently)."""
+
+    def compose_document(self) -> yaml.Node:
+        node = super().compose_document()
+        sizes: dict[int, int] = {}
+
+        def size(n: yaml.Node) -> int:  # expanded size; an aliased node is counted once
+            if id(n) not in sizes:        # per use, and measured once (memoised)
+                sizes[id(n)] = 1
+                kids = (n.value if isinstance(n, yaml.SequenceNode) else
+                        [x for kv in n.value for x in kv] if isinstance(n, yaml.MappingNode)
+                        else [])
+                sizes[id(n)] = min(1 + sum(map(size, kids)), 10 * MAX_YAML_NODES)
+            return sizes[id(n)]
+
+        if node is not None and size(node) > MAX_YAML_NODES:
+            raise _TooLarge(f"the document expands (through its &anchors and *aliases) "
+                                 f"to more than {MAX_YAML_NODES:,} values; a config is far "
+                                 "smaller: write the values out")
+        return node
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set[Any] = set()
+        for key, _ in node.value:
+            if key.tag == "tag:yaml.org,2002:merge" or not isinstance(key, yaml.ScalarNode):
+                continue
+            k = self.construct_object(key)
+            if k in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {str(k)[:40]!r} appears twice in one mapping (allowed: "
+                    "each key once)", key.start_mark)
+            seen.add(k)
+        return super().construct_mapping(node, deep)
+
+
 def parse_yaml(text: str, source: str = "config") -> dict[str, Any]:
-    """Parse YAML text into a mapping; syntax errors name the line."""
+    """Parse YAML text into a mapping; syntax errors name the line. Documents that expand
+    past :data:`MAX_YAML_NODES` values and repeated keys are refused."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader)
+    except RecursionError:
+        raise ConfigError(source, "malformed YAML: nested too deeply") from None
+    except _TooLarge as exc:
+        raise ConfigError(source, str(exc)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -146,7 +197,7 @@ def load_config(source: str | Path | dict[str, Any], base_dir: Path | None = Non
             raise ConfigError(key, "this section is required")
     seed = data.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ConfigError("seed", f"must be a whole number >= 0, got {seed!r}")
+        raise ConfigError("seed", f"must be a whole number >= 0, got {shown(seed)}")
     sections: dict[str, BaseModel] = {}
     for key, spec in _SECTIONS.items():
         if key not in data and spec.default is None:

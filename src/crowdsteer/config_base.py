@@ -8,6 +8,7 @@ they are refused at load time with the field's name.
 
 from __future__ import annotations
 
+import reprlib
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,6 +29,17 @@ in float64 (about 1.8e308), above it overflow to infinity or NaN is a matter of 
 FINITE = "allowed: finite numbers"
 
 
+def _allows_bool(annotation: Any) -> bool:
+    """Whether a field annotated ``annotation`` may take ``true``/``false``: not a number
+    (``int`` or ``float``, alone or with ``None``), where pydantic would read true as 1."""
+    if annotation is bool or annotation is Any:
+        return True
+    args = getattr(annotation, "__args__", None)
+    if args:
+        return any(_allows_bool(a) for a in args if a is not type(None))
+    return not (isinstance(annotation, type) and issubclass(annotation, (int, float)))
+
+
 def _too_large(value: Any) -> float | None:
     """The largest magnitude among the floats in ``value`` (nested lists and tuples) if it
     exceeds :data:`MAX_MAGNITUDE`, else ``None``."""
@@ -45,6 +57,17 @@ class Strict(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, data: Any) -> Any:
+        """``true``/``false`` for a number is refused (pydantic would read true as 1): it is
+        handed on as the text it was written as, which the number field refuses by name."""
+        if not isinstance(data, dict):
+            return data
+        fields = {f.alias or n: f for n, f in cls.model_fields.items()}
+        return {k: str(v).lower() if isinstance(v, bool) and k in fields
+                and not _allows_bool(fields[k].annotation) else v for k, v in data.items()}
+
     @pydantic.field_validator("*", mode="after")
     @classmethod
     def _not_huge(cls, value: Any) -> Any:
@@ -55,12 +78,22 @@ class Strict(BaseModel):
         return value
 
 
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxdict, _SHOWN.maxstring = 2, 4, 4, 60
+
+
+def shown(value: Any) -> str:
+    """``repr`` of a user's value cut short (a few items, two levels, 60 characters a
+    string): an error message never prints a whole expanded value."""
+    return _SHOWN.repr(value)
+
+
 def validate(model: type[M], data: Any, field: str) -> M:
     """Validate ``data`` into ``model``; the first error becomes a one-line :class:`ConfigError`."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(field, f"expected a mapping, got {type(data).__name__} {data!r}")
+        raise ConfigError(field, f"expected a mapping, got {type(data).__name__} {shown(data)}")
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:
@@ -85,7 +118,7 @@ def from_pydantic(
         allowed = ", ".join(_fields_at(model, err["loc"][:-1])) or "none"
         msg = f"unknown field; allowed here: {allowed}"
     elif "input" in err and err["type"] not in ("missing", "value_error"):
-        msg = f"{msg} (got {err['input']!r})"
+        msg = f"{msg} (got {shown(err['input'])})"
     msg = msg.removeprefix("Value error, ")
     return ConfigError(path, msg)
 

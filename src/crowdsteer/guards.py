@@ -49,13 +49,23 @@ GP_WEIGHTS = 100
 """Weights above which ``gp`` warns: a Gaussian process needs far more evaluations than
 weights to model J, and fits and optimises in as many dimensions; and above which ``bo``
 warns when its first local run, ``2 n + 1`` probes, cannot finish within the evaluations."""
+ROUTE_BYTES = 16
+"""Bytes per traveller of the ``routes`` learner: peak of a solve under ``tracemalloc``,
+Braess network, 10**5 and 10**6 travellers: 16.1 and 16.0 (an origin-destination index
+and a route per traveller, and a day's temporaries)."""
 CMA_WEIGHTS = 2000
 """Weights above which ``cmaes`` warns: each generation decomposes a ``d x d`` matrix."""
 
 
 def memory_limit() -> int:
-    """Bytes this process may use: physical memory, or the cgroup's limit when lower."""
+    """Bytes this process may use: physical memory, or the cgroup's limit or the address
+    space limit (``ulimit -v``) when lower."""
+    import resource
+
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if soft != resource.RLIM_INFINITY:
+        total = min(total, soft)
     for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
         try:
             text = Path(path).read_text().strip()
@@ -120,6 +130,10 @@ def solve_bytes(game: Any, learner: Any) -> tuple[float, str, str]:
     if name == "independent":
         return (5.4 * N * T * S * A + 100 * N + tables, "learner.agents",
                 "use fewer agents or the fictitious_play learner (memory N + T*S*A)")
+    if name == "routes":  # one traveller per trip unless agents says otherwise
+        N = N or max(int(round(float(getattr(game, "D", 1.0)))), 1)
+        return (ROUTE_BYTES * N, "learner.agents",
+                "use fewer agents (learner.agents; by default one per trip)")
     if name == "exact" and _exact_method(game, learner) == "newton":
         # Newton-CG keeps tangents, adjoints and its line search's trial policies besides:
         # measured 18-19 T S A floats (tests/test_guards.py)
@@ -142,7 +156,8 @@ def check_solve(game: Any, learner: Any) -> None:
     need, field, change = solve_bytes(game, learner)
     N = getattr(learner, "agents", 0) or 0
     what = (f"the {getattr(learner, 'name', 'exact')} learner on T={game.T}, S={game.S}, "
-            f"A={game.A}" + (f" with {N:,} agents" if N else ""))
+            f"A={game.A}" + (f" with {N:,} agents" if N else "")
+            + (" with one traveller per trip" if not N and field == "learner.agents" else ""))
     check_memory(need, field, what, change)
 
 

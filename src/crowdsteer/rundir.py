@@ -15,7 +15,6 @@ import fcntl
 import json
 import math
 import os
-import shutil
 import socket
 import tempfile
 import time
@@ -64,14 +63,19 @@ def prepare(out: Path, force: bool = False, resume: bool = False,
 
 
 def set_aside(out: Path) -> list[str]:
-    """Move the files of the run in ``out`` into ``out/previous/`` (replacing an older
-    ``previous/``); returns the names moved. Renames only: nothing is copied or lost."""
+    """Move the files of the run in ``out`` into ``out/previous/``; returns the names moved.
+    An older ``previous/`` is renamed ``previous.1`` (``previous.2``, ... the first free
+    name: a higher number is more recent), so a second ``--force`` after a failed
+    replacement keeps the finished run. Renames only: nothing is copied or lost."""
     names = [n for n in OUTPUTS if (out / n).exists()]
     if not names:
         return []
     aside = out / PREVIOUS
-    if aside.exists():
-        shutil.rmtree(aside) if aside.is_dir() else aside.unlink()
+    if aside.exists() or aside.is_symlink():
+        k = 1
+        while (out / f"{PREVIOUS}.{k}").exists() or (out / f"{PREVIOUS}.{k}").is_symlink():
+            k += 1
+        os.replace(aside, out / f"{PREVIOUS}.{k}")
     aside.mkdir()
     for n in names:
         os.replace(out / n, aside / n)

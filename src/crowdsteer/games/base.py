@@ -281,3 +281,23 @@ def reward_table(game: Game, mu: Array, theta: ThetaLike = None) -> Array:
         out[t] = game.transition.expect(game.reward(t, mu[t]))
         out[t] += theta_at(theta, t, mu[t], (game.S, game.A))
     return out
+
+
+POWER_FLOOR = 1e-12
+"""Smallest base :func:`power_derivative` raises to a negative exponent."""
+
+
+def power_derivative(u: Array, p: Array | float, order: int = 1) -> Array:
+    """``d^k u^p / du^k`` (``k = order``, 1 or 2) of ``u^p`` at ``u >= 0``, elementwise.
+
+    Below ``p = k`` the exponent ``p - k`` is negative and the derivative grows without
+    bound as ``u -> 0``; there ``u`` is floored at :data:`POWER_FLOOR` (a link with no flow:
+    no path with flow crosses it, so its slope enters no derivative that is used, but an
+    infinity would turn the zeros multiplying it into NaN).
+    """
+    p = np.asarray(p, dtype=float)
+    e = p - order
+    u = np.maximum(np.asarray(u, dtype=float), 0.0)
+    u = np.where(e < 0, np.maximum(u, POWER_FLOOR), u)
+    fall = p if order == 1 else p * (p - 1)
+    return np.where(fall != 0, fall * u ** e, 0.0)

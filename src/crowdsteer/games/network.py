@@ -38,7 +38,7 @@ from scipy.sparse.csgraph import dijkstra
 
 from crowdsteer.config_base import Strict
 from crowdsteer.errors import ConfigError
-from crowdsteer.games.base import SparseMoves
+from crowdsteer.games.base import SparseMoves, power_derivative
 from crowdsteer.games.tntp import TntpNetwork, read_net, read_nodes, read_trips
 
 Array = np.ndarray
@@ -154,16 +154,9 @@ class NetworkGame:
 
     def travel_time_derivative(self, x: Array, order: int = 1) -> Array:
         """``(E,)`` first (or second) derivative of the BPR time in the flow."""
-        n = self.net
-        p = n.power
-        u = np.maximum(x, 0.0) / n.capacity
-        coef = n.free_flow_time * n.b * p / n.capacity
-        if order == 1:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                return np.where(p > 0, coef * u ** np.maximum(p - 1, 0.0), 0.0)
-        coef = coef * (p - 1) / n.capacity
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(p > 1, coef * u ** np.maximum(p - 2, 0.0), 0.0)
+        n = self.net  # t = fft (1 + b u^p), u = x / capacity
+        return (n.free_flow_time * n.b / n.capacity ** order
+                * power_derivative(np.asarray(x, dtype=float) / n.capacity, n.power, order))
 
     def total_travel_time(self, x: Array) -> float:
         """TSTT ``sum_e x_e t_e(x_e)`` of link flows ``x`` (time only)."""

@@ -78,7 +78,10 @@ class RouteLearners:
 
     def solve(self, game: Game, theta: ThetaLike = None, rng: np.random.Generator | None = None,
               progress: Progress | None = None) -> NetworkSolution:
+        from crowdsteer import guards
+
         cfg = self.config
+        guards.check_solve(game, cfg)  # before a route per traveller is allocated
         rng = rng if rng is not None else np.random.default_rng(0)
         if not hasattr(game, "solve_equilibrium"):
             if not hasattr(game, "edge_path"):

@@ -79,6 +79,10 @@ def setup(config: Config) -> Setup:
 
     game = build_game(config)
     check_learner(game, config["learner"].name)
+    if hasattr(game, "net_transfer") and config["modifier"].name != "tolls":
+        raise ConfigError("modifier.name", f"{config['modifier'].name} does not steer a road "
+                          "network (its travellers choose routes, not moves on a grid); "
+                          "allowed here: tolls")
     learner = build(config, "learner")
     modifier = build(config, "modifier", game=game)
     obj_cfg = config["objective"] or ObjectiveConfig(name="welfare")

@@ -174,6 +174,52 @@ def descend(s: Setup, study: Any, out: Any = None, progress: Any = None) -> int:
     the same ``w`` again) and continues where the run stopped. Returns the number of
     restarts.
     """
+    import optuna
+
+    if isinstance(study._storage, optuna.storages.InMemoryStorage):  # this process's alone
+        return _descend(s, study, out, progress)
+    drive_alone(study)
+    try:
+        return _descend(s, study, out, progress)
+    finally:
+        study.set_user_attr(DRIVER, None)
+
+
+DRIVER = "crowdsteer:gradient_driver"
+"""Study user attribute: the process (:func:`crowdsteer.rundir.holder`) running a gradient
+descent on the study, ``None`` when none does."""
+
+
+def drive_alone(study: Any, settle: float = 0.2) -> None:
+    """Claim ``study`` for this process's descent; refuse one another live process drives.
+
+    A descent is one sequence (each ``w`` depends on the last): two processes on one study
+    would ask the same ``w`` in lock-step and leave a study no replay can follow. The claim
+    is written, then read again after ``settle`` seconds: of two that claim at once, the
+    one whose claim was overwritten stops.
+    """
+    from crowdsteer import rundir
+    from crowdsteer.errors import CrowdsteerError
+
+    def refuse(who: dict[str, Any]) -> None:
+        where = "this host" if who.get("host") == rundir.holder()["host"] else who.get("host")
+        raise CrowdsteerError(
+            f"another process (pid {who.get('pid')} on {where}, since {who.get('since')}) "
+            "runs the gradient optimiser on this study; a gradient descent is one sequence "
+            "and cannot be shared: wait for it to finish, then --resume continues it")
+
+    me = rundir.holder()
+    driver = study.user_attrs.get(DRIVER)
+    if driver and driver != me and rundir.alive(driver) is not False:
+        refuse(driver)
+    study.set_user_attr(DRIVER, me)
+    time.sleep(settle)
+    driver = study.user_attrs.get(DRIVER)  # re-read from the storage
+    if driver != me:
+        refuse(driver)
+
+
+def _descend(s: Setup, study: Any, out: Any = None, progress: Any = None) -> int:
     from scipy.optimize import minimize
 
     from crowdsteer.errors import CrowdsteerError, DivergenceError

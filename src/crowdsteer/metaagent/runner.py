@@ -17,7 +17,7 @@ from crowdsteer.metaagent.evaluation import Setup, combine, evaluate_task, setup
 from crowdsteer.metaagent.gradient import descend, gradient_support
 from crowdsteer.metaagent.loop import Problem, drive
 from crowdsteer.metaagent.results import RunResult, finish
-from crowdsteer.metaagent.study import begin, storage_errors, storage_for
+from crowdsteer.metaagent.study import begin, input_files, storage_errors, storage_for
 
 
 def choose_optimiser(s: Setup) -> tuple[str, str]:
@@ -114,7 +114,8 @@ def run(config: Config | dict | str | Path, out: Path | str | None = None, resum
         task=evaluate_task, payload=lambda w, r, warm=None: (*task_base, w, r, run_id, warm),
         combine=combine, warm=s.optimiser.warm_starts and takes_init(s.learner))
     with rundir.claimed(out), storage_errors(store):
-        study = begin(store, out, s.objective.direction, resolved, "config.yaml", resume, force)
+        study = begin(store, out, s.objective.direction, resolved, "config.yaml", resume, force,
+                      input_files(resolved, config.base_dir))
         note(out, log, f"optimiser: {choice} ({why})")
         if warm is not None:
             note(out, log, f"warm start: the mean-field optimum (exact learner, temperature "

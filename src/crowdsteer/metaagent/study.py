@@ -43,6 +43,9 @@ CANDIDATE = "crowdsteer:candidate"
 """Trial system attribute: ``{"w": [...], "owner": holder}``, written in one transaction."""
 SIGNATURE = "crowdsteer:run"
 """Study user attribute: the resolved config (or problem) the study was started with."""
+INPUTS = "crowdsteer:inputs"
+"""Study user attribute: ``{field: {"path": ..., "sha256": ...}}`` of every file the config
+names, as they were when the run started (a resume refuses files that changed)."""
 RUNNING = optuna.trial.TrialState.RUNNING
 COMPLETE = optuna.trial.TrialState.COMPLETE
 FAIL = optuna.trial.TrialState.FAIL
@@ -505,13 +508,57 @@ def history(study: optuna.Study) -> tuple[float, ...]:
                  else float(t.value) for t in finished(study))
 
 
+def input_files(signature: Any, base_dir: Path) -> dict[str, dict[str, str]]:
+    """The files a resolved config names (any string value naming a file, relative to
+    ``base_dir``), by dotted field: their path and SHA-256."""
+    import hashlib
+
+    found: dict[str, dict[str, str]] = {}
+
+    def walk(x: Any, field: str) -> None:
+        if isinstance(x, dict):
+            for k, v in x.items():
+                walk(v, f"{field}.{k}" if field else str(k))
+        elif isinstance(x, list):
+            for i, v in enumerate(x):
+                walk(v, f"{field}.{i}")
+        elif isinstance(x, str) and ("." in x or "/" in x) and (base_dir / x).is_file():
+            digest = hashlib.sha256()
+            with open(base_dir / x, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            found[field] = {"path": x, "sha256": digest.hexdigest()}
+
+    walk(signature, "")
+    return found
+
+
+def check_inputs(study: optuna.Study, now: dict[str, dict[str, str]]) -> None:
+    """Refuse to resume ``study`` when a file it was started with changed (or went)."""
+    started = study.user_attrs.get(INPUTS) or {}
+    for field, was in started.items():
+        if now.get(field, {}).get("sha256") != was.get("sha256"):
+            how = "is gone" if field not in now else "changed"
+            raise ConfigError(field, f"{was.get('path')} {how} since the run started (its "
+                              "evaluations used the file as it was then); restore it to "
+                              "--resume, or start again with --force")
+
+
 def begin(store: Storage, out: Path | None, direction: str, signature: Any, record: str,
-          resume: bool, force: bool) -> optuna.Study:
+          resume: bool, force: bool, inputs: dict[str, dict[str, str]] | None = None
+          ) -> optuna.Study:
     """:func:`open_run`, then the run folder's record of what the run is (``record``:
-    ``config.yaml`` or ``problem.json``): checked when resuming, written when starting."""
+    ``config.yaml`` or ``problem.json``): checked when resuming, written when starting.
+    ``inputs`` (:func:`input_files`): checked against the study's when resuming (it joins
+    or continues), kept in the study when starting."""
     import yaml
 
     study, resumed = open_run(store, out, direction, signature, resume, force)
+    if inputs is not None:
+        if resumed:
+            check_inputs(study, inputs)
+        elif store.url is not None:
+            study.set_user_attr(INPUTS, inputs)
     if out is None:
         return study
     path = out / record

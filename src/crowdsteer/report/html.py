@@ -47,6 +47,7 @@ import json
 import math
 import tempfile
 import warnings
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,7 @@ from typing import Any
 
 import numpy as np
 
+from crowdsteer import rundir
 from crowdsteer.config_base import read_npy
 from crowdsteer.errors import ConfigError
 from crowdsteer.report import plots
@@ -175,6 +177,9 @@ def read_run(run_dir: Path) -> SavedRun:
             problems.append(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})")
             return None
 
+    road = _road_problem(run_dir)
+    if road is not None:
+        problems.append(road)
     csv_text = text("evaluations.csv")
     evaluations = None
     if csv_text is not None:
@@ -193,6 +198,52 @@ def read_run(run_dir: Path) -> SavedRun:
         config_text=text("config.yaml"),
         problems=tuple(problems),
     )
+
+
+ROAD = "the road network section"
+_UNREADABLE = (OSError, ValueError, KeyError, IndexError, TypeError, EOFError,
+               UnicodeDecodeError, zipfile.BadZipFile, csv.Error)
+"""What numpy, zipfile and csv raise on damaged files."""
+
+
+def _road_problem(run_dir: Path) -> str | None:
+    """Why the road-network section of a run folder cannot be drawn (``None``: it can, or
+    the folder holds no network): the first unreadable file, by name, else the files that
+    do not fit together."""
+    from crowdsteer.report.network import _Saved, _tstt_per_evaluation
+
+    if not (run_dir / "network.npz").is_file():
+        return None
+
+    links = 0
+
+    def network(p: Path) -> None:
+        nonlocal links
+        with np.load(p, allow_pickle=False) as data:
+            links = _Saved(data).E
+
+    def per_link(p: Path) -> None:
+        if read_npy(p).size != links:
+            raise ValueError(f"{read_npy(p).size} values for the {links} links of network.npz")
+
+    for name, read in [("network.npz", network), ("baseline_mu.npy", per_link),
+                       ("best_mu.npy", per_link), ("best_theta.npy", per_link),
+                       ("evaluations.csv", _tstt_per_evaluation)]:
+        if (run_dir / name).is_file():
+            try:
+                read(run_dir / name)
+            except _UNREADABLE as exc:
+                return f"{name}: cannot be read ({_reason(exc)}); {ROAD} is left out"
+    try:
+        network_section(run_dir, lambda draw, alt: "")
+    except _UNREADABLE as exc:
+        return (f"network.npz and the arrays beside it do not fit together ({_reason(exc)}); "
+                f"{ROAD} is left out")
+    return None
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
 
 
 def _read_evaluations(text: str) -> Evaluations:
@@ -275,12 +326,14 @@ def write_report(run_dir: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix="crowdsteer-report-") as tmp:
         figure = _Figures(Path(tmp))
         sections += [s for s in (_distributions(run, figure), _trace(run, figure),
-                                 _modifier(run, figure), network_section(run_dir, figure),
+                                 _modifier(run, figure),
+                                 "" if any(p.endswith(ROAD + " is left out") for p in run.problems)
+                                 else network_section(run_dir, figure),
                                  _failures(run), _config(run), _problems(run)) if s]
     out = Path(run_dir) / "report.html"
     title = f"crowdsteer run: {Path(run_dir).resolve().name}"
-    out.write_text(_PAGE.format(title=_e(title), css=_CSS, body="\n".join(sections)),
-                   encoding="utf-8")
+    rundir.atomic_write(out, _PAGE.format(title=_e(title), css=_CSS,  # never half a page
+                                          body="\n".join(sections)).encode("utf-8"))
     return out
 
 
