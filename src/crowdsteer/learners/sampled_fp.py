@@ -240,25 +240,42 @@ class Tables:
         self.reward = np.zeros((T, S, A, K))
         self.rounds = np.zeros((T, S, A, K))
         self.count = np.zeros((T, S, A, K))
+        self.landing = np.zeros((T, S))
+        self.landing_rounds = np.zeros((T, S))
 
     def arrays(self) -> list[Array]:
         """Every table held (for memory accounting)."""
-        return [self.reward, self.rounds, self.count]
+        return [self.reward, self.rounds, self.count, self.landing, self.landing_rounds]
 
-    def record(self, t: int, reward_sum: Array, n: Array) -> None:
-        """Fold in step ``t`` of a round: reward sums and landings, flat ``(S A K,)``.
+    def estimate(self, t: int, nxt: Array) -> Array:
+        """:math:`\\hat R_t` ``(S, A, K)``: the landing state's mean plus the pair's offset."""
+        return self.landing[t][nxt] + self.reward[t]
+
+    def record(self, t: int, reward_sum: Array, n: Array, landing_sum: Array | None = None,
+               landed: Array | None = None) -> None:
+        """Fold in step ``t`` of a round, flat ``(S A K,)``: ``reward_sum`` of the pairs'
+        rewards (minus, when ``landing_sum`` ``(S,)`` is given, the round's mean reward of
+        everyone landing in the same state) and landings ``n``; ``landed`` ``(S,)`` counts
+        the agents landing in each state.
 
         Every round weighs the same whatever the number of agents in it: agents landing
         together share one crowd, so they add no independent information about it.
         """
         seen = np.flatnonzero(n)  # at most N entries: the update is O(N), not O(S A K)
-        rounds = self.rounds[t].reshape(-1)
-        reward = self.reward[t].reshape(-1)
-        rounds[seen] += 1
         p = REWARD_WEIGHT_POWER
-        step = (p + 1) / (rounds[seen] + p)
-        reward[seen] += step * (reward_sum[seen] / n[seen] - reward[seen])
+        _fold(self.rounds[t].reshape(-1), self.reward[t].reshape(-1), seen,
+              reward_sum[seen] / n[seen], p)
         self.count[t].reshape(-1)[seen] += n[seen]
+        if landing_sum is not None:
+            there = np.flatnonzero(landed)
+            _fold(self.landing_rounds[t], self.landing[t], there,
+                  landing_sum[there] / landed[there], p)
+
+
+def _fold(rounds: Array, mean: Array, seen: Array, value: Array, p: int) -> None:
+    """Running means ``mean[seen]`` take in ``value``: the ``m``-th with step ``(p+1)/(m+p)``."""
+    rounds[seen] += 1
+    mean[seen] += (p + 1) / (rounds[seen] + p) * (value - mean[seen])
 
 
 def play_round(game: Game, theta: ThetaLike, play: Array, N: int, tables: Tables,
@@ -293,8 +310,13 @@ def play_round(game: Game, theta: ThetaLike, play: Array, N: int, tables: Tables
         elif th:
             r = r + th
         key = cell * K + slot if K > 1 else cell
-        tables.record(t, np.bincount(key, weights=r, minlength=S * A * K),
-                      np.bincount(key, minlength=S * A * K))
+        landed = np.bincount(x_next, minlength=S)
+        # the round's reward of each landing state, net of the landers' own (estimated) offsets
+        landing_sum = np.bincount(x_next, weights=r - tables.reward[t].reshape(-1)[key],
+                                  minlength=S)
+        offset = r - (landing_sum / np.maximum(landed, 1))[x_next]
+        tables.record(t, np.bincount(key, weights=offset, minlength=S * A * K),
+                      np.bincount(key, minlength=S * A * K), landing_sum, landed)
         x = x_next
     check_finite(mu_hat, "empirical mean field")
     return visits, mu_hat
@@ -335,15 +357,17 @@ def respond(tables: Tables, nxt: Array, tau: float, allowed: Array | None, pi_ba
     for t in range(T - 1, -1, -1):
         if K == 1:  # one successor: the landing state is known once tried
             seen = tables.count[t, :, :, 0] > 0
-            q_br = tables.reward[t, :, :, 0] + V_br[nxt[:, :, 0]]
-            q_bar = tables.reward[t, :, :, 0] + V_bar[nxt[:, :, 0]]
+            R = tables.estimate(t, nxt)[:, :, 0]
+            q_br = R + V_br[nxt[:, :, 0]]
+            q_bar = R + V_bar[nxt[:, :, 0]]
         else:
             n = tables.count[t].sum(axis=-1)
             seen = n > 0
             P[t] = np.where(seen[..., None], tables.count[t] / np.where(seen, n, 1.0)[..., None],
                             1.0 / K)  # untried: uniform over slots (forward pass only)
-            q_br = np.einsum("sak,sak->sa", P[t], tables.reward[t] + V_br[nxt])
-            q_bar = np.einsum("sak,sak->sa", P[t], tables.reward[t] + V_bar[nxt])
+            R = tables.estimate(t, nxt)
+            q_br = np.einsum("sak,sak->sa", P[t], R + V_br[nxt])
+            q_bar = np.einsum("sak,sak->sa", P[t], R + V_bar[nxt])
         if not seen.all():
             q_br = np.where(seen, q_br, q_br[seen].max() if seen.any() else 0.0)
             q_bar = np.where(seen, q_bar, q_bar[seen].max() if seen.any() else 0.0)
