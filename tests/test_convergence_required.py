@@ -92,3 +92,22 @@ def test_a_run_where_nothing_converged_says_so_and_keeps_its_evaluations(tmp_pat
     assert "Traceback" not in r.stderr
     table = rows(tmp_path / "r")
     assert len(table) == 4 and all(row["converged"] == "False" and row["J"] for row in table)
+
+
+def test_the_report_says_what_exploitability_is_and_shows_a_rise_as_one(tmp_path):
+    """0.024 -> 0.105 (the issue's demo) is a rise of 0.081 away from equilibrium, not
+    "-328%"; the page says what exploitability is and how many evaluations converged."""
+    from tests.test_report import RESULT, make_run
+    from crowdsteer.report.html import write_report
+
+    run = make_run(tmp_path)
+    result = json.loads(json.dumps(RESULT))
+    result["baseline"]["exploitability"], result["best"]["exploitability"] = 0.024, 0.105
+    result["baseline"]["converged"], result["best"]["converged"] = True, False
+    result["converged_evaluations"], result["evaluations"] = 1, 61
+    (run / "result.json").write_text(json.dumps(result))
+    page = write_report(run).read_text()
+    assert "<td>0.024</td><td>0.105</td><td>rose by 0.081: further from equilibrium</td>" in page
+    assert "%" not in page[page.index("<th>exploitability</th>"):].split("</tr>")[0]
+    assert "what one agent could gain by changing its own policy" in page
+    assert "best: NOT converged" in page and "1 of 61 evaluations converged" in page
