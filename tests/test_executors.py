@@ -80,18 +80,19 @@ def test_a_dead_worker_is_replaced_and_its_task_retried(tmp_path):
         ex.close()
 
 
-def test_failed_evaluations_are_recorded_with_their_reason(tmp_path):
-    """Two exact iterations cannot reach exploitability 1e-12: every evaluation fails with
-    the reason, all are kept in evaluations.csv, and the run says the baseline failed."""
+def test_evaluations_that_do_not_converge_are_kept_and_marked(tmp_path):
+    """Two exact iterations cannot reach exploitability 1e-12: every evaluation is kept in
+    evaluations.csv with its J and ``converged = False``, and the run says that none
+    reached equilibrium (issue 17: only equilibria count)."""
     cfg = {**RUN, "learner": {"name": "exact", "max_iterations": 2, "tolerance": 1e-12},
            "optimiser": {"name": "random", "evaluations": 3}}
-    with pytest.raises(crowdsteer.CrowdsteerError, match="baseline"):
+    with pytest.raises(crowdsteer.CrowdsteerError, match="none of the 4 evaluations"):
         crowdsteer.run(cfg, out=tmp_path / "r")
     with open(tmp_path / "r" / "evaluations.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 4
-    assert all(r["state"] == "FAIL" and "no convergence" in r["error"] and r["J"] == ""
-               for r in rows)
+    assert all(r["state"] == "COMPLETE" and r["converged"] == "False" and r["J"] != ""
+               and float(r["exploitability"]) > 1e-12 for r in rows)
 
 
 def test_a_failure_is_told_to_the_optimiser_as_the_worst_value():

@@ -125,8 +125,8 @@ def test_report_shows_baseline_and_best(tmp_path):
     assert "<th>kl</th>" not in summary  # same numbers as J = kl: one row, not two
     # welfare is maximised: -1.25 -> -0.75 is (-0.75 + 1.25) / 1.25 = +40.0%
     assert "<td>-1.25</td><td>-0.75</td><td>+40.0%</td>" in summary
-    # exploitability: lower is better, (0.0042 - 0.0031) / 0.0042 = +26.2%
-    assert "<td>0.0042</td><td>0.0031</td><td>+26.2%</td>" in summary
+    # exploitability is a distance to equilibrium: its change is said in words
+    assert "<td>0.0042</td><td>0.0031</td><td>fell by 0.0011: nearer equilibrium</td>" in summary
     # maxmin is null in both: shown as n/a, not as a number
     assert "<th>maxmin</th><td>n/a</td><td>n/a</td><td>n/a</td>" in summary
     assert "[0.75, -1.5]" in page

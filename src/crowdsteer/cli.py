@@ -62,7 +62,12 @@ def clean_errors() -> Iterator[None]:
     try:
         yield
     except CrowdsteerError as exc:
-        fail(str(exc))
+        code = getattr(exc, "exit_code", 2)
+        if code == 2:
+            fail(str(exc))
+        console.print(Text.assemble(("error:", "red"), " ", str(exc)), highlight=False,
+                      soft_wrap=True)
+        raise typer.Exit(code) from None
     except KeyboardInterrupt:
         console.print("interrupted; what was finished is saved")
         raise typer.Exit(130) from None
@@ -322,6 +327,11 @@ def run(
             iid = result.iid_sample_kl
             typer.echo(f"KL of {iid['agents']} agents drawn iid from the target: "
                        f"{iid['mean']:.3g} +- {iid['std']:.2g} nats (not a floor)")
+        if result.converged_evaluations is not None:
+            typer.echo(f"{result.converged_evaluations} of {result.evaluations} evaluations "
+                       "converged (certified exploitability at most the learner's tolerance)"
+                       + ("; only those could be the best" if result.require_convergence
+                          else "; require_convergence is off: all could be the best"))
         typer.echo(f"optimiser: {result.optimiser}; inner iterations: {result.inner_iterations}")
         typer.echo(f"wrote {out}/result.json, evaluations.csv, best_mu.npy, report.html")
 

@@ -28,5 +28,12 @@ class DivergenceError(CrowdsteerError, FloatingPointError):
     """An inner solve produced NaN or overflow."""
 
 
+class NoEquilibrium(CrowdsteerError):
+    """No evaluation of a run reached equilibrium (``require_convergence``): nothing to call
+    the best. What was computed is kept; the CLI exits with :attr:`exit_code`."""
+
+    exit_code = 3
+
+
 class CrowdsteerWarning(UserWarning):
     """Something will work but slowly or poorly; the CLI prints it as one line."""

@@ -139,7 +139,7 @@ def _whole(x: Any, field: str, least: int) -> int:
 def _result(study: Any, problem: Problem, out: Path | None, seconds: float) -> RunResult:
     n_params, direction, opt = problem.n_params, problem.direction, problem.optimiser
     base_trial = baseline_trial(study)
-    best_trial = best_trial_of(study, direction, problem.constrained)
+    best_trial = best_trial_of(study, direction, problem.constrained, problem.required)
     history = run_history(study)
     result = RunResult(outcome(base_trial, n_params), outcome(best_trial, n_params),
                        evaluation_number(study, best_trial), len(history), direction, history,

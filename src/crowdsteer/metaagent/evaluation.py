@@ -37,7 +37,12 @@ class Outcome:
     objective_std
         Spread (standard deviation) of J over the repeats.
     exploitability
-        Largest exploitability over the repeats (certificate of the inner solve).
+        Largest exploitability over the repeats (certificate of the inner solve: what one
+        agent would gain by deviating alone; 0 at an equilibrium).
+    converged
+        Whether every repeat's inner solve reached its learner's tolerance (the certificate
+        at most the tolerance). With ``require_convergence`` (the default) an evaluation that
+        did not is kept and marked, and no optimiser takes it as a better J.
     net_transfer
         Sum over agents and time of Theta paid out (mean field; <= 0 is budget-feasible).
     diagnostics
@@ -137,11 +142,14 @@ class Sample:
 def evaluate_once(s: Setup, w: Array, repeat: int, init: Solution | None = None) -> Sample:
     """Solve the game modified at ``w`` with the seed of ``repeat`` and measure J.
 
+    An inner loop that did not reach its tolerance is measured all the same and says so
+    (``converged``); with ``require_convergence`` the meta-agent treats it as infeasible
+    (:func:`crowdsteer.metaagent.study.feasible`).
+
     Raises
     ------
     DivergenceError
-        The inner loop produced NaN or overflow, or (with ``require_convergence``) did not
-        converge within ``max_iterations``.
+        The inner loop produced NaN or overflow.
     """
     return measured(s, w, repeat, init)[0]
 
@@ -161,16 +169,15 @@ def measured(s: Setup, w: Array, repeat: int,
     m = s.objective.measure(s.game, sol, s.tau, rng)
     if not np.isfinite(m.objective):
         raise DivergenceError("the objective is NaN or infinite")
-    required = s.optimiser.require_convergence
-    if required is None:
-        required = sol.mu_sample is None  # the exact learner (model-free: see the field)
-    if required and not sol.converged:
-        raise DivergenceError(f"no convergence within max_iterations = {sol.iterations} "
-                              f"(exploitability {sol.exploitability:.3g})")
     sample = Sample(m.objective, m.kl, m.welfare, m.maxmin, sol.exploitability,
                     net_transfer(s.game, sol, theta), time.perf_counter() - start,
                     sol.converged, sol.iterations)
     return sample, sol, theta
+
+
+def requires_convergence(opt: OptimiserConfig) -> bool:
+    """``optimiser.require_convergence``, whose default (``None``) is on for every learner."""
+    return opt.require_convergence is not False
 
 
 def combine(w: Array, samples: list[Sample]) -> Outcome:

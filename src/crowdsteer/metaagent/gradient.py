@@ -16,7 +16,9 @@ import numpy as np
 
 from crowdsteer.adjoint import GradientError, accepts_mu, adjoint
 from crowdsteer.learners.base import Solution
-from crowdsteer.metaagent.evaluation import Sample, Setup, WarmStarts, lineage, measured, solve_at
+from crowdsteer.metaagent.evaluation import (
+    Sample, Setup, WarmStarts, lineage, measured, requires_convergence, solve_at,
+)
 
 Array = np.ndarray
 
@@ -225,12 +227,14 @@ def _descend(s: Setup, study: Any, out: Any = None, progress: Any = None) -> int
     from crowdsteer.errors import CrowdsteerError, DivergenceError
     from crowdsteer.metaagent.evaluation import combine
     from crowdsteer.metaagent.study import (
-        attrs, best_or_none, best_trial_of, finished, reason, record, trial_w, worst_value,
+        attrs, best_or_none, best_trial_of, finished, infeasible_value, reason, record,
+        trial_w, worst_value,
         write_evaluations,
     )
 
     s = for_gradients(s)
     opt = s.optimiser
+    required = requires_convergence(opt)
     n = s.modifier.n_params
     lo, hi = (float(b) for b in s.config["modifier"].bounds)
     sign = 1.0 if s.objective.direction == "minimize" else -1.0
@@ -277,18 +281,22 @@ def _descend(s: Setup, study: Any, out: Any = None, progress: Any = None) -> int
             _after()
             return sign * float(worst), np.zeros(n)
         res = combine(w, [hg.sample])
-        record(study, list(w), res.objective,
-               {**first, **attrs(res), "grad": [float(g) for g in hg.grad],
+        value, grad = res.objective, hg.grad
+        if required and not res.converged:  # not an equilibrium: no better than the worst
+            value, grad = infeasible_value(study, value, s.objective.direction), np.zeros(n)
+        record(study, list(w), value,
+               {**first, **attrs(res), "grad": [float(g) for g in grad],
                 "adjoint_residual": hg.residual, "warm_from": src})
         warm.add(study.get_trials(deepcopy=False)[-1].number, hg.solution)
         _after()
-        return sign * res.objective, sign * hg.grad
+        return sign * value, sign * grad
 
     def _after() -> None:
         if out is not None:
             write_evaluations(study, n, out / "evaluations.csv")
         if progress is not None:
-            progress(min(used, total), total, best_or_none(study, s.objective.direction, False))
+            progress(min(used, total), total,
+                     best_or_none(study, s.objective.direction, False, required))
 
     x0 = np.zeros(n)
     restarts = 0
@@ -309,7 +317,10 @@ def _descend(s: Setup, study: Any, out: Any = None, progress: Any = None) -> int
         if used >= total:
             break
         restarts += 1
-        best = best_trial_of(study, s.objective.direction, False)
+        try:
+            best = best_trial_of(study, s.objective.direction, False, required)
+        except ValueError:  # nothing has converged yet: restart around the best J seen
+            best = best_trial_of(study, s.objective.direction, False)
         center = np.array(trial_w(best, n))
         rng = np.random.default_rng(np.random.SeedSequence([s.config.seed, 7, restarts]))
         x0 = np.clip(center + rng.normal(0.0, 0.25 * (hi - lo), n), lo, hi)

@@ -11,7 +11,7 @@ import optuna
 
 from crowdsteer import faults
 from crowdsteer.executors import Executor
-from crowdsteer.metaagent.evaluation import Outcome, lineage
+from crowdsteer.metaagent.evaluation import Outcome, lineage, requires_convergence
 from crowdsteer.metaagent.study import (
     ask, best_or_none, enqueue_baseline, finished, has_baseline, reason, reclaim, tell,
     tell_failure, write_evaluations,
@@ -47,6 +47,37 @@ class Problem:
     def constrained(self) -> bool:
         return self.optimiser.constraint == "budget"
 
+    @property
+    def required(self) -> bool:
+        """``require_convergence`` (default on): only equilibria count."""
+        return requires_convergence(self.optimiser)
+
+
+NATIVE_CONSTRAINTS = ("gp", "tpe")
+"""Optimisers whose Optuna sampler models constraints (``bo`` with a budget runs as ``gp``)."""
+
+
+def constraints_of(problem: Problem) -> Any:
+    """Optuna's ``constraints_func`` (values <= 0 are feasible): net transfers with
+    ``constraint: budget``, and ``1`` for an evaluation that did not converge with
+    ``require_convergence`` (samplers that model constraints: ``gp``, ``tpe``, and ``bo``
+    with a budget, which then runs as ``gp``); ``None`` when neither applies. The other
+    optimisers see a non-converged evaluation through the value it is told
+    (:func:`~crowdsteer.metaagent.study.infeasible_value`)."""
+    native = problem.optimiser.name in NATIVE_CONSTRAINTS
+    if not (problem.constrained or (problem.required and native)):
+        return None
+
+    def constraints(t: optuna.trial.FrozenTrial) -> list[float]:
+        out = []
+        if problem.constrained:
+            out.append(t.user_attrs.get("net_transfer") or 0.0)
+        if problem.required and (native or problem.constrained):
+            out.append(0.0 if t.user_attrs.get("converged") is not False else 1.0)
+        return out
+
+    return constraints
+
 
 def drive(problem: Problem, study: optuna.Study, executor: Executor, out: Path | None,
           progress: Any = None, close: bool = True, own: bool = True) -> None:
@@ -63,8 +94,7 @@ def drive(problem: Problem, study: optuna.Study, executor: Executor, out: Path |
     opt = problem.optimiser
     n = problem.n_params
     dists = distributions(n, problem.bounds)
-    constraints = ((lambda t: [t.user_attrs.get("net_transfer") or 0.0])
-                   if problem.constrained else None)
+    constraints = constraints_of(problem)
     total = 1 + opt.evaluations
     pending = reclaim(study, own)
     if not has_baseline(study):
@@ -102,11 +132,12 @@ def drive(problem: Problem, study: optuna.Study, executor: Executor, out: Path |
                 except Exception as exc:  # a user's evaluate returned something unusable
                     tell_failure(study, c, reason(exc), problem.direction)
                     continue
-                tell(study, c, res)
+                tell(study, c, res, problem.required, problem.direction)
             if out is not None:
                 write_evaluations(study, n, out / "evaluations.csv")
             if progress is not None:
-                best = best_or_none(study, problem.direction, problem.constrained)
+                best = best_or_none(study, problem.direction, problem.constrained,
+                                    problem.required)
                 progress(len(finished(study)), total, best)
     finally:
         if close:

@@ -11,10 +11,13 @@ import optuna
 
 from crowdsteer import faults, rundir
 from crowdsteer.learners.base import Solution
-from crowdsteer.errors import CrowdsteerError
-from crowdsteer.metaagent.evaluation import Outcome, Setup, evaluate_once, solve_at
+from crowdsteer.errors import CrowdsteerError, NoEquilibrium
+from crowdsteer.metaagent.evaluation import (
+    Outcome, Setup, evaluate_once, requires_convergence, solve_at,
+)
 from crowdsteer.metaagent.study import (
-    baseline_trial, best_trial_of, evaluation_number, finished, history as run_history,
+    baseline_trial, best_trial_of, converged_count, evaluation_number, finished,
+    history as run_history,
     outcome,
     write_evaluations,
 )
@@ -69,6 +72,10 @@ class RunResult:
     warm_start: dict[str, Any] | None = None
     """The mean-field warm start, when one ran: ``{w, objective, baseline, temperature,
     evaluations, seconds, radius}`` (J values of the exact learner)."""
+    converged_evaluations: int | None = None
+    """Finished evaluations whose inner loop reached its tolerance (failed ones excluded)."""
+    require_convergence: bool = True
+    """Whether only converged evaluations could be the best (``optimiser.require_convergence``)."""
 
 
 def finish(s: Setup, study: optuna.Study, out: Path | None, constrained: bool,
@@ -77,7 +84,9 @@ def finish(s: Setup, study: optuna.Study, out: Path | None, constrained: bool,
     n = s.modifier.n_params
     direction = s.objective.direction
     base_trial = baseline_trial(study)
-    best_trial = best_trial_of(study, direction, constrained)
+    required = requires_convergence(s.optimiser)
+    best_trial = best_of(study, direction, constrained, required,
+                         None if out is None else out / "evaluations.csv", n)
     baseline, best = outcome(base_trial, n), outcome(best_trial, n)
     # Re-solve (deterministic for the seed) to get the distributions to save and plot.
     mu_base = solve_at(s, np.zeros(n), 0)
@@ -103,7 +112,7 @@ def finish(s: Setup, study: optuna.Study, out: Path | None, constrained: bool,
                        at_mean_field(s, np.asarray(best.w)) if model_free else None,
                        inner, s.optimiser.name,
                        tuple(float(t.user_attrs.get("seconds") or 0.0) for t in finished(study)),
-                       warm_start)
+                       warm_start, converged_count(study)[0], required)
     faults.point("finish")
     if out is not None:
         g = s.game
@@ -127,6 +136,36 @@ def finish(s: Setup, study: optuna.Study, out: Path | None, constrained: bool,
         except ImportError:  # pragma: no cover - report module not installed
             pass
     return result
+
+
+def best_of(study: optuna.Study, direction: str, constrained: bool, required: bool,
+            csv_path: Path | None, n: int) -> optuna.trial.FrozenTrial:
+    """The best feasible evaluation.
+
+    Raises
+    ------
+    NoEquilibrium
+        ``required`` and no evaluation converged (``evaluations.csv`` is written first).
+    CrowdsteerError
+        No evaluation is feasible otherwise (all failed, or all over the budget).
+    """
+    try:
+        return best_trial_of(study, direction, constrained, required)
+    except ValueError:
+        pass
+    if csv_path is not None:
+        write_evaluations(study, n, csv_path)
+    ok, total = converged_count(study)
+    where = f"; {csv_path} and study.db keep every evaluation" if csv_path else ""
+    if required and ok == 0:
+        raise NoEquilibrium(
+            f"none of the {total} evaluations reached equilibrium (certified exploitability "
+            f"at most the learner's tolerance), so there is no best w{where}; give the "
+            "learner more max_iterations or agents, or set optimiser.require_convergence: "
+            "false to compare non-equilibria") from None
+    raise CrowdsteerError(f"no evaluation of the {total} is feasible (failed"
+                          + (", over the budget" if constrained else "")
+                          + (" or not converged" if required else "") + f"){where}") from None
 
 
 VALIDATION_SEEDS = 1_000_000
@@ -167,7 +206,7 @@ def at_mean_field(s: Setup, w: Array) -> dict[str, Any] | None:
 def summary(o: Outcome) -> dict[str, Any]:
     return {"w": o.w, "objective": o.objective, "objective_std": o.objective_std, "kl": o.kl,
             "welfare": o.welfare, "maxmin": o.maxmin, "exploitability": o.exploitability,
-            "net_transfer": o.net_transfer, "seconds": o.seconds}
+            "converged": o.converged, "net_transfer": o.net_transfer, "seconds": o.seconds}
 
 
 def result_json(s: Setup, r: RunResult) -> dict[str, Any]:
@@ -192,4 +231,6 @@ def result_json(s: Setup, r: RunResult) -> dict[str, Any]:
         "optimiser": s.optimiser.name,
         "seconds": r.seconds,
         "warm_start": r.warm_start,
+        "converged_evaluations": r.converged_evaluations,
+        "require_convergence": r.require_convergence,
     }

@@ -387,12 +387,40 @@ def has_baseline(study: optuna.Study) -> bool:
                for t in study.get_trials(deepcopy=False))
 
 
-def tell(study: optuna.Study, c: Candidate, outcome: Outcome) -> None:
-    """Record a finished evaluation: its diagnostics, then J."""
+def tell(study: optuna.Study, c: Candidate, outcome: Outcome, required: bool = False,
+         direction: str = "minimize") -> None:
+    """Record a finished evaluation: its diagnostics (J among them), then the value the
+    optimiser is told: J, or with ``required`` for an evaluation that did not converge
+    :func:`infeasible_value` (its own J stays in the ``objective`` attribute)."""
     for k, v in attrs(outcome).items():
         study._storage.set_trial_user_attr(c.trial_id, k, v)
     faults.point("tell")
-    _tell(study, c.number, outcome.objective)
+    value = outcome.objective
+    if required and not outcome.converged:
+        value = infeasible_value(study, value, direction)
+    _tell(study, c.number, value)
+
+
+def infeasible_value(study: optuna.Study, objective: float, direction: str) -> float:
+    """What an optimiser is told for an evaluation that did not reach equilibrium: its J or
+    the worst J of the converged evaluations, whichever is worse (of every evaluation's
+    own J when none has converged yet), so that it never looks better than an equilibrium.
+    """
+    done = [t for t in study.get_trials(deepcopy=False, states=(COMPLETE,))
+            if not t.user_attrs.get("failed")]
+    pool = [own_objective(t) for t in done if t.user_attrs.get("converged") is not False]
+    if not pool:
+        pool = [own_objective(t) for t in done]
+    pool.append(objective)
+    return max(pool) if direction == "minimize" else min(pool)
+
+
+def own_objective(t: optuna.trial.FrozenTrial) -> float | None:
+    """The J an evaluation measured (what it was told may be :func:`infeasible_value`)."""
+    if t.user_attrs.get("failed"):
+        return None
+    own = t.user_attrs.get("objective")
+    return float(own) if own is not None else (None if t.value is None else float(t.value))
 
 
 def tell_failure(study: optuna.Study, c: Candidate, reason: str, direction: str) -> None:
@@ -432,7 +460,7 @@ def outcome(trial: optuna.trial.FrozenTrial, n: int) -> Outcome:
     w = trial_w(trial, n)
     known = {k: a[k] for k in Outcome.__dataclass_fields__ if k in a and k not in ("w",
                                                                                  "objective")}
-    return Outcome(objective=float(trial.value), w=w, **known)
+    return Outcome(objective=own_objective(trial), w=w, **known)
 
 
 def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -446,34 +474,53 @@ def evaluation_number(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> i
     return next(i for i, t in enumerate(finished(study)) if t.number == trial.number)
 
 
-def feasible(t: optuna.trial.FrozenTrial, constrained: bool) -> bool:
+def feasible(t: optuna.trial.FrozenTrial, constrained: bool, required: bool = False) -> bool:
+    """Whether ``t`` may be the best: not failed, within the budget (``constrained``) and,
+    with ``required`` (``require_convergence``), at equilibrium."""
     if t.user_attrs.get("failed"):
+        return False
+    if required and t.user_attrs.get("converged") is False:
         return False
     return not constrained or (t.user_attrs.get("net_transfer") or 0.0) <= 1e-9
 
 
-def best_trial_of(study: optuna.Study, direction: str, constrained: bool) -> optuna.trial.FrozenTrial:
+def best_trial_of(study: optuna.Study, direction: str, constrained: bool,
+                  required: bool = False) -> optuna.trial.FrozenTrial:
+    """The best feasible evaluation by its own J; ``ValueError`` if none is feasible."""
     done = [t for t in study.get_trials(deepcopy=False, states=(COMPLETE,))
-            if feasible(t, constrained)]
-    key = (lambda t: t.value) if direction == "minimize" else (lambda t: -t.value)
-    return min(done, key=key)
+            if feasible(t, constrained, required)]
+    sign = 1.0 if direction == "minimize" else -1.0
+    return min(done, key=lambda t: sign * own_objective(t))
+
+
+def converged_count(study: optuna.Study) -> tuple[int, int]:
+    """``(converged, finished)``: evaluations whose inner loop reached its tolerance, of all
+    finished ones (failed ones count as not converged)."""
+    done = finished(study)
+    ok = sum(1 for t in done if t.state == COMPLETE and not t.user_attrs.get("failed")
+             and t.user_attrs.get("converged") is not False)
+    return ok, len(done)
 
 
 def write_evaluations(study: optuna.Study, n: int, path: Path) -> None:
     """evaluations.csv: one row per finished evaluation, numbered in order."""
     names = param_names(n)
     cols = ["trial", "state", "J", "J_std", "kl", "welfare", "maxmin", "exploitability",
-            "net_transfer", "seconds", "error", *names]
+            "converged", "net_transfer", "seconds", "error", *names]
     buf = io.StringIO()
     wr = csv.writer(buf, lineterminator="\n")
     wr.writerow(cols)
     for i, t in enumerate(finished(study)):
         a = t.user_attrs
         failed = a.get("failed") or t.state == FAIL
+        own = own_objective(t)
+        conv = a.get("converged")
         wr.writerow([i, "FAIL" if failed else t.state.name,
-                     "" if failed or t.value is None else repr(t.value),
+                     "" if failed or own is None else repr(own),
                      *(_fmt(a.get(k)) for k in ("objective_std", "kl", "welfare", "maxmin",
-                                                "exploitability", "net_transfer", "seconds")),
+                                                "exploitability")),
+                     "" if failed or conv is None else str(bool(conv)),
+                     *(_fmt(a.get(k)) for k in ("net_transfer", "seconds")),
                      a.get("error", ""), *(repr(v) for v in trial_w(t, n))])
     rundir.atomic_write(path, buf.getvalue().encode())
 
@@ -487,9 +534,10 @@ def reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".strip()
 
 
-def best_or_none(study: optuna.Study, direction: str, constrained: bool) -> float | None:
+def best_or_none(study: optuna.Study, direction: str, constrained: bool,
+                 required: bool = False) -> float | None:
     try:
-        return float(best_trial_of(study, direction, constrained).value)
+        return own_objective(best_trial_of(study, direction, constrained, required))
     except ValueError:
         return None
 
@@ -504,8 +552,8 @@ def baseline_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
 
 def history(study: optuna.Study) -> tuple[float, ...]:
     """J of every finished evaluation, in order (``nan`` for failed ones)."""
-    return tuple(float("nan") if t.value is None or t.user_attrs.get("failed")
-                 else float(t.value) for t in finished(study))
+    return tuple(float("nan") if (j := own_objective(t)) is None else j
+                 for t in finished(study))
 
 
 def input_files(signature: Any, base_dir: Path) -> dict[str, dict[str, str]]:
@@ -587,9 +635,9 @@ def trial_w(trial: optuna.trial.FrozenTrial, n: int) -> list[float]:
 
 def worst_value(study: optuna.Study, direction: str) -> float | None:
     """The worst J among the completed evaluations (what a failed one is told), or ``None``."""
-    done = [t.value for t in study.get_trials(deepcopy=False,
-                                              states=(optuna.trial.TrialState.COMPLETE,))
-            if not t.user_attrs.get("failed")]
+    done = [own_objective(t) for t in study.get_trials(
+        deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if not t.user_attrs.get("failed")]
     if not done:
         return None
     return max(done) if direction == "minimize" else min(done)

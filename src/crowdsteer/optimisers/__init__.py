@@ -73,12 +73,13 @@ class OptimiserConfig(Strict):
     """Seconds one inner solve (one of the ``repeats`` of an evaluation) may take; past it
     the evaluation is recorded as failed ("timed out after N s") and the run goes on."""
     require_convergence: bool | None = None
-    """Count an evaluation whose inner loop did not reach its tolerance as failed (recorded
-    with the reason; the optimiser is told it was bad). Default: yes for the exact learner
-    (there a solve that does not converge is a numerical failure); no for model-free
-    learners, whose J is what the agents reach within their budget, recorded with the
-    certified exploitability beside it (a finite population can stall above the
-    tolerance without the steering being wrong)."""
+    """Count only equilibria (default: on, for every learner). An evaluation whose inner
+    loop did not reach its tolerance (certified exploitability above the learner's
+    ``tolerance``) is kept, marked ``converged = False`` in evaluations.csv, result.json
+    and the report, and treated as infeasible: never chosen as the best ``w``, told to the
+    optimiser as no better than the worst converged J (and as a violated constraint to
+    ``gp`` and ``tpe``). A run in which no evaluation converged says so and exits
+    non-zero. ``false``: every evaluation counts, at equilibrium or not."""
     constraint: Literal["budget"] | None = None
     """``budget``: require net transfers <= 0 as an optimiser constraint (gp, tpe; ``bo``
     then runs as ``gp``)."""

@@ -27,7 +27,8 @@ Run folder contract (written by the meta-agent)::
                        learner, modifier, optimiser, seconds; baseline and best may hold
                        validation {mean, std, seeds, values}, best may hold mean_field
                        {objective, kl, welfare, exploitability}
-    evaluations.csv    trial,state,J,J_std,kl,welfare,maxmin,exploitability,seconds,error,w_0,...
+    evaluations.csv    trial,state,J,J_std,kl,welfare,maxmin,exploitability,converged,
+                       net_transfer,seconds,error,w_0,...
     target.npy         (T, h, w) or (T, n)   the KL target M*
     baseline_mu.npy    (T, h, w) or (T, n)   agents left alone (w = 0)
     best_mu.npy        (T, h, w) or (T, n)   agents under the best modifier
@@ -392,7 +393,7 @@ def _header(run: SavedRun) -> str:
                      mf.get("objective")))
     body = "".join(
         f"<tr><th>{_e(label)}</th><td>{_fmt(b0)}</td><td>{_fmt(b1)}</td>"
-        f"<td>{_pct(relative_improvement(b0, b1, d))}</td><td class=\"dir\">{_e(d)}</td></tr>"
+        f"<td>{_change(label, b0, b1, d)}</td><td class=\"dir\">{_e(d)}</td></tr>"
         for label, d, b0, b1 in rows)
     table = ("<table class=\"summary\"><thead><tr><th></th><th>baseline (w = 0)</th>"
              "<th>best</th><th>improvement</th><th>better is</th></tr></thead>"
@@ -403,8 +404,40 @@ def _header(run: SavedRun) -> str:
             f"<dl class=\"facts\">{dl}</dl></header>"
             f"<section><h2>Baseline against best</h2>{table}"
             "<p class=\"note\">improvement = change as a fraction of |baseline|, "
-            "positive when better.</p>"
+            "positive when better.</p>" + _equilibrium_note(r, base, best)
             + (f"<table class=\"w\">{ws}</table>" if ws else "") + "</section>")
+
+
+def _change(label: str, b0: Any, b1: Any, direction: str) -> str:
+    """The improvement cell; exploitability is a distance to equilibrium, not a score, so its
+    change is said in words (a rise from near 0 is no "-300%")."""
+    if label != "exploitability":
+        return _pct(relative_improvement(b0, b1, direction))
+    a, b = _to_float(b0), _to_float(b1)
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return "n/a"
+    if b > a:
+        return f"rose by {_fmt(b - a)}: further from equilibrium"
+    return f"fell by {_fmt(a - b)}: nearer equilibrium" if b < a else "unchanged"
+
+
+def _equilibrium_note(r: dict[str, Any], base: dict[str, Any], best: dict[str, Any]) -> str:
+    """A paragraph saying what exploitability is and whether the outcomes are equilibria."""
+    text = ("Exploitability is what one agent could gain by changing its own policy while "
+            "the others keep theirs, certified with the game's model: 0 at an equilibrium. "
+            "An outcome counts as an equilibrium (converged) when it is at most the "
+            "learner's tolerance.")
+    said = [f"{label}: {'converged' if v.get('converged') else 'NOT converged'}"
+            for label, v in (("baseline", base), ("best", best)) if "converged" in v]
+    if said:
+        text += " " + "; ".join(said) + "."
+    n, total = r.get("converged_evaluations"), r.get("evaluations")
+    if n is not None:
+        text += (f" {_str(n)} of {_str(total)} evaluations converged"
+                 + ("; only those could be chosen as the best." if r.get("require_convergence",
+                                                                      True)
+                    else "; require_convergence was off, so any could be chosen."))
+    return f'<p class="note">{_e(text)}</p>'
 
 
 def _distributions(run: SavedRun, figure: _Figures) -> str:
