@@ -100,10 +100,10 @@ def test_modified_game_matches_the_exact_equilibrium():
     assert_certificate(game, sol, TAU, theta)
 
 
-@pytest.mark.parametrize("critic", ["joint", pytest.param("agent", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("critic", ["joint", "agent"])
 def test_sharing_none_reaches_the_exact_equilibrium(critic):
     """Each agent its own logits, stepped only at the states it visited; with the joint
-    critic or (slow: each agent learns its own values) its own critic."""
+    critic or its own (each agent learns its own values)."""
     game = crowd3("log")
     ref = exact(game)
     N = 500 if critic == "joint" else 200
