@@ -6,7 +6,8 @@ observes where it lands and its own (modified) reward. Round ``k``:
 
 1. Play: every agent samples its own trajectory. Agent ``i`` in state ``x`` at step ``t``
    draws ``a`` from its softmax policy :math:`\\pi_i[t, x] = \\operatorname{softmax}(z_i[t, x]
-   / \\tau)`, lands in ``s'`` and receives
+   / \\tau)` (with probability :math:`\\epsilon_k = \\epsilon / \\sqrt k` uniformly over
+   the allowed actions instead, ``exploration``), lands in ``s'`` and receives
 
    .. math::
 
@@ -17,23 +18,23 @@ observes where it lands and its own (modified) reward. Round ``k``:
    ``sharing: none`` each holds its own, ``(N, T, S, A)`` float32.
 2. Critic: the soft action values of the policy, :math:`Q_t(x, a) = \\mathbb E[r_t +
    V_{t+1}(s')]` with :math:`V_t(s) = \\sum_a \\pi_t(s, a) Q_t(s, a) + \\tau H(\\pi_t(s))`,
-   are estimated from the round's samples, per ``(t, x, a)``, by one of two targets:
+   are estimated from the round's samples, with one of two targets per agent-step:
 
-   - ``monte_carlo`` (default): the agent's soft return-to-go
-     :math:`G_t = r_t + \\tau H(\\pi_i[t+1, x_{t+1}]) + G_{t+1}` (its own entropy bonus
-     along its own path; :math:`G_{T-1} = r_{T-1}`), unbiased for :math:`Q^{\\pi}` of the
-     round's crowd;
-   - ``td``: :math:`r_t + \\hat V_{t+1}(x_{t+1})` with :math:`\\hat V` from the critic just
-     updated at ``t + 1`` (backwards over ``t``): less variance, more lag.
+   - ``td`` (default): :math:`r_t + \\hat V_{t+1}(x_{t+1})`, with :math:`\\hat V_{t+1}(s) =
+     \\sum_a \\pi_{t+1}(s, a) z_{t+1}(s, a) + \\tau H(\\pi_{t+1}(s))` the soft value of
+     the actor's own averaged estimates (step 3; the agent's own ``z_i`` with ``sharing:
+     none``): a slowly moving target, as a target network is;
+   - ``monte_carlo``: the agent's soft return-to-go :math:`G_t = r_t + \\tau
+     H(\\pi_i[t+1, x_{t+1}]) + G_{t+1}` (:math:`G_{T-1} = r_{T-1}`), unbiased for the
+     round's crowd but noisier (measured on dynamic.yaml: 115 rounds to the tolerance
+     against 75 with ``td`` bootstrapped on the critic, 65 on ``z``).
 
-   ``critic: joint`` (the paper's joint value function): one table
-   :math:`\\hat Q` ``(T, S, A)`` from all agents' samples: where the round visited
-   ``(t, x, a)``, :math:`\\hat Q \\leftarrow \\hat Q + \\beta (\\bar G - \\hat Q)` with
-   :math:`\\bar G` the mean target of the agents there (``beta`` = ``critic_rate``, 1 by
-   default: the round's own estimate); elsewhere it keeps its last value. ``critic: agent``
-   (``sharing: none`` only): each agent its own table from its own samples, step
-   ``max(1/n, critic_rate)`` after ``n`` visits, untried actions valued at the best tried
-   action of the state (optimism, so each is tried).
+   ``critic: joint`` (the paper's joint value function, :class:`JointCritic`): one table
+   from all agents' samples, the value of landing in each state shared by every move that
+   lands there, plus a per-move offset (see the class). ``critic: agent`` (``sharing:
+   none`` only): each agent its own table from its own samples, step ``max(1/n,
+   critic_rate)`` after ``n`` visits, untried actions valued at the best tried action of
+   the state (optimism, so each is tried).
 3. Actor: a natural policy-gradient step. For a softmax policy the Fisher information of
    row ``(t, s)`` is its state mass times the covariance of the score, so the natural
    gradient of the regularised return :math:`\\mathbb E \\sum_t (r_t + \\tau H)` with
@@ -52,32 +53,47 @@ observes where it lands and its own (modified) reward. Round ``k``:
    mirror descent with a KL proximal term (soft policy iteration at ``alpha = 1``; the
    exact solver's ``omd`` runs the same map on the model's ``Q``). Its fixed point is
    :math:`\\pi = \\operatorname{softmax}(Q^{\\pi, \\mu(\\pi)} / \\tau)`, the regularised
-   mean-field equilibrium. The step schedule
+   mean-field equilibrium. The step schedule is
 
    .. math::
 
-       \\alpha_k = \\max(1 / k, \\alpha), \\qquad \\alpha = \\texttt{step},
+       \\alpha_k = \\max\\big(1 / (k + k_0), \\alpha\\big), \\qquad k_0 = \\texttt{offset}
+       = 5, \\quad \\alpha = \\texttt{step} = 10^{-3}:
 
-   makes ``z`` the running mean of the critic's estimates for the first ``1 / alpha``
-   rounds (the first step is a soft best response to the uniform crowd; the mean then
-   damps the crowd's overshoots, as fictitious play's average does) and an exponential
-   average with weight ``alpha`` after. Why the floor: in the one-shot log-congestion
-   game (:math:`r = d - c \\log \\mu`) the map linearised at the equilibrium contracts
-   ``z``'s error by :math:`|1 - \\alpha (1 + c / \\tau)|` per round, so a constant step
-   converges geometrically for :math:`\\alpha < 2 / (1 + c/\\tau)`; and a noisy critic
-   (variance :math:`\\sigma^2` per entry) leaves a stationary error of variance
-   :math:`\\alpha \\sigma^2 / (2 - \\alpha)` in ``z``, an exploitability of about
-   :math:`\\alpha \\sum_a \\sigma_a^2 \\pi_a / (2 (2 - \\alpha) \\tau)` per state: the
-   floor trades speed against that noise. With ``sharing: none`` agent ``i`` steps only
-   the rows it visited, with :math:`\\alpha = \\max(1/n, \\texttt{step})` after ``n``
-   visits of the row (counts saturate at 255).
+   ``z`` is the running mean of the critic's estimates, with the uniform first policy
+   (``z = 0``) counted as ``k0`` rounds. Why a mean and not a constant step: with
+   :math:`\\hat Q_k = Q(\\pi_k) + \\xi_k` (critic noise of variance
+   :math:`\\sigma^2`, from the crowd's sampling noise) and ``G`` the stiffness of the game
+   at the equilibrium (``c / tau`` for the one-shot game :math:`r = d - c \\log\\mu`, so
+   :math:`Q(\\pi) \\approx Q^* - G (z - z^*)`), a constant step leaves a stationary error
+   :math:`e` in ``z`` of variance :math:`\\alpha^2 \\sigma^2 / (1 - (1 - \\alpha(1 + G))^2)`,
+   and the certificate compares :math:`\\pi` with the soft best response to its own crowd,
+   whose logits differ by :math:`(1 + G) e / \\tau`: an exploitability of about
+   :math:`\\alpha (1 + G) \\sigma^2 / (2 (2 - \\alpha (1 + G)) \\tau)` per action and
+   state, which does not shrink with ``k`` (measured on oneshot.yaml, ``G = 10``: 0.33 at
+   ``alpha = 0.1``, 0.08-0.13 at 0.05, against a tolerance of 0.025). With the running
+   mean the error is the mean of the noises, of variance :math:`\\sigma^2 / k`, and the
+   exploitability falls like :math:`\\sigma^2 / (2 \\tau k)` whatever ``G``: the
+   certificate is noise-limited (with ``N = 20000`` instead of 2000, dynamic.yaml
+   certifies 0.0025 instead of 0.034 after 55 rounds). Weights growing like ``k^p``
+   (forgetting the first rounds faster) cost more noise than they save in bias (measured:
+   ``p = 1, 2`` took 125-155 rounds on oneshot.yaml against 75 with ``p = 0``); ``k0``
+   damps the first step, a soft best response to the uniform crowd that overshoots. With
+   ``sharing: none`` agent ``i`` steps only the rows it visited, with
+   :math:`\\alpha = \\max(1/(n + k_0), \\alpha)` after ``n`` visits of the row (counts
+   saturate at 255).
 
 Stopping, on the same certificate as the other learners: every ``check_every`` rounds the
-population policy (``sharing: none``: at each ``(t, s)`` the mean policy of the agents
-that stood there in the round, the last one seen for states nobody visited) is certified
-with the model (its mean field, then the exploitability against it), and the learner
-stops when that is at most ``tolerance`` (default ``T (S - 1) / (2 N)``,
-:func:`crowdsteer.objectives.kl_floor`). If it never is, the best certified policy is
+policy the agents play is certified with the model (its mean field, then the
+exploitability against it): ``softmax(z / tau)`` mixed with the round's exploration
+:math:`\\epsilon_k` (``sharing: none``: at each ``(t, s)`` the mean policy of the agents
+that stood there in the round, the last one seen for states nobody visited, so mixed).
+The learner stops when that is at most ``tolerance`` (default ``T (S - 1) / (2 N)``,
+:func:`crowdsteer.objectives.kl_floor`). Certifying what is played, exploration included,
+matters under log congestion: a cell the equilibrium gives a mass ~1/N is rarely reached,
+its landing value goes stale, and the softmax alone can give it 1e-10, where ``-log mu``
+pays 23 (two modified dynamic.yaml games: certificates 2-4 for the softmax, 0.6-0.8 for
+the played policy). If the tolerance is never met, the best certified policy is
 returned with ``converged = False``. ``history`` and ``Solution.estimate`` are the
 agents' own estimate of the exploitability, from the critic:
 :math:`\\sum_{t, s} \\hat d_t(s)\\, \\tau\\, \\mathrm{KL}(\\pi_t(s) \\,\\|\\,
@@ -121,7 +137,8 @@ from crowdsteer.learners.base import (
     Progress, Solution, check_finite, exploration_rate, learners,
 )
 from crowdsteer.learners.simulate import (
-    draw_own, explore, sample_actions, sample_population, sample_slot, sample_states, successors,
+    draw_own, explore, sample_actions, sample_population, sample_slot, sample_states,
+    successors,
 )
 from crowdsteer.objectives import kl_floor
 
@@ -158,8 +175,8 @@ class PolicyGradientConfig(Strict):
     """The critic's sample of ``Q_t(x, a)``: the soft return-to-go, or the reward plus the
     critic's own value of the landing state."""
     step: Annotated[float, Field(gt=0, le=1)] = STEP
-    """``alpha``: the actor's step in round ``k`` is ``max(1/k, alpha)`` (see the module
-    docstring for the trade-off)."""
+    """``alpha``: the actor's step in round ``k`` is ``max(1 / (k + offset), alpha)`` (see
+    the module docstring for why a running mean)."""
     offset: Annotated[int, Field(ge=0)] = OFFSET
     """``k0``: the actor's step in round ``k`` is ``max(1 / (k + k0), step)``: the uniform
     first policy keeps a share ``k0 / (k + k0)`` of the averaged values."""
@@ -227,7 +244,7 @@ class PolicyGradient:
             if progress:
                 progress(k, gap)
             if k % cfg.check_every == 0 or k == cfg.max_iterations:
-                pi = agents.policy()
+                pi = explore(agents.policy(), eps, game.allowed)  # as the agents play
                 mu = mean_field(game, pi)
                 expl = exploitability(game, pi, tau, theta, mu=mu)
                 check_finite(expl, "exploitability")
