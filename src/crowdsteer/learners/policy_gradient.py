@@ -98,7 +98,8 @@ returned with ``converged = False``. ``history`` and ``Solution.estimate`` are t
 agents' own estimate of the exploitability, from the critic:
 :math:`\\sum_{t, s} \\hat d_t(s)\\, \\tau\\, \\mathrm{KL}(\\pi_t(s) \\,\\|\\,
 \\operatorname{softmax}(\\hat Q_t(s) / \\tau))` (:math:`\\hat d_t` the agents' state
-histogram before step ``t``), the one-step improvement the critic sees.
+histogram before step ``t``), the one-step improvement the critic sees; it carries
+the round's sampling noise (measured 1-30x the certificate), so it is shown, not used to stop.
 
 Warm starts: ``solve(..., init=solution)`` starts every agent from ``init.pi``
 (``z = tau log pi``) with the schedule already at its floor (round ``1 / step``), so
