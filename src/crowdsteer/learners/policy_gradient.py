@@ -58,7 +58,7 @@ observes where it lands and its own (modified) reward. Round ``k``:
    .. math::
 
        \\alpha_k = \\max\\big(1 / (k + k_0), \\alpha\\big), \\qquad k_0 = \\texttt{offset}
-       = 5, \\quad \\alpha = \\texttt{step} = 10^{-3}:
+       = \\operatorname{round}(1 / \\tau), \\quad \\alpha = \\texttt{step} = 10^{-3}:
 
    ``z`` is the running mean of the critic's estimates, with the uniform first policy
    (``z = 0``) counted as ``k0`` rounds. Why a mean and not a constant step: with
@@ -76,9 +76,17 @@ observes where it lands and its own (modified) reward. Round ``k``:
    exploitability falls like :math:`\\sigma^2 / (2 \\tau k)` whatever ``G``: the
    certificate is noise-limited (with ``N = 20000`` instead of 2000, dynamic.yaml
    certifies 0.0025 instead of 0.034 after 55 rounds). Weights growing like ``k^p``
-   (forgetting the first rounds faster) cost more noise than they save in bias (measured:
-   ``p = 1, 2`` took 125-155 rounds on oneshot.yaml against 75 with ``p = 0``); ``k0``
-   damps the first step, a soft best response to the uniform crowd that overshoots. With
+   (forgetting the first rounds faster) cost more noise than they save in bias (measured,
+   ``N = 2000``, 5 seeds: ``p = 0.5, 1`` took a median of 390-600k agent-steps on
+   dynamic.yaml against 300k with ``p = 0``). ``k0`` damps the first steps: the first,
+   a soft best response to the uniform crowd, overshoots by a factor ``1 + G`` unless
+   :math:`\\alpha_1 \\lesssim 1 / (1 + G)`, so ``k0`` should be about the stiffness ``G``;
+   the default takes that of log congestion of unit strength, ``1 / tau``. Measured
+   (``N = 2000``, ``tau = 0.1``, medians of 5 seeds, agent-steps to the tolerance):
+   ``k0`` = 5 / 10 / 20 / 40 / 80: dynamic.yaml 300k / 300k / 300k / 300k / 420k,
+   oneshot.yaml 130k / 110k / 90k / 60k / 50k; on weakly coupled games (kernel
+   congestion, the model-free benchmark's two games, seed 0) over-damping costs rounds:
+   10 / 15 / 25-30 / 50-60 rounds for ``k0`` = 5 / 10 / 20 / 40. With
    ``sharing: none`` agent ``i`` steps only the rows it visited, with
    :math:`\\alpha = \\max(1/(n + k_0), \\alpha)` after ``n`` visits of the row (counts
    saturate at 255).
@@ -102,9 +110,12 @@ histogram before step ``t``), the one-step improvement the critic sees; it carri
 the round's sampling noise (measured 1-30x the certificate), so it is shown, not used to stop.
 
 Warm starts: ``solve(..., init=solution)`` starts every agent from ``init.pi``
-(``z = tau log pi``) with the schedule already at its floor (round ``1 / step``), so
-that a nearby equilibrium is refined rather than re-learnt; the same ``init``, game and
-seed give the same result.
+(``z = tau log pi``, with ``sharing: population`` shifted per state to the level of the
+first round's critic, which the softmax ignores but the TD targets use) and counts it as
+``max(k0, 20)`` rounds, so that a nearby equilibrium is refined rather than re-learnt
+(measured, dynamic.yaml and oneshot.yaml, seeds 0-2: from the exact equilibrium 25-40
+and 45-55 rounds against 35-50 and 55-60 cold); the same ``init``, game and seed give
+the same result.
 
 Memory: ``sharing: population`` needs ``O(N + T S A)``; ``sharing: none`` holds
 ``4 N T S A`` bytes of float32 logits (``critic: agent`` adds a float32 value and a
@@ -150,10 +161,17 @@ MAX_COUNT = 255  # per-agent visit counts saturate here (uint8)
 CHECK_EVERY = 5  # default rounds between certified checks
 EXPLORATION = 0.05  # default epsilon: acting uniformly at random w.p. epsilon / sqrt(k)
 STEP = 0.001  # default floor of the actor's step alpha_k = max(1 / (k + k0), step)
-OFFSET = 5  # default k0 (measured on dynamic.yaml, N = 2000, 2 seeds, certificate after 55
-# rounds: k0 = 0 / 2 / 5 / 10 gave 0.041-0.045 / 0.038 / 0.034-0.037 / 0.032-0.036; the
-# first soft best response to the uniform crowd overshoots less with k0 > 0)
 WARM_OFFSET = 20  # k0 of a warm start: the earlier policy weighs as 20 rounds
+
+
+def default_offset(tau: float) -> int:
+    """``k0 = round(1 / tau)``, at least 1: the stiffness ``c / tau`` of log congestion of
+    unit strength, which the first steps must not exceed (module docstring).
+
+    >>> default_offset(0.1), default_offset(2.0)
+    (10, 1)
+    """
+    return max(1, int(round(1.0 / tau)))
 
 
 class PolicyGradientConfig(Strict):
@@ -178,9 +196,10 @@ class PolicyGradientConfig(Strict):
     step: Annotated[float, Field(gt=0, le=1)] = STEP
     """``alpha``: the actor's step in round ``k`` is ``max(1 / (k + offset), alpha)`` (see
     the module docstring for why a running mean)."""
-    offset: Annotated[int, Field(ge=0)] = OFFSET
+    offset: Annotated[int, Field(ge=0)] | None = None
     """``k0``: the actor's step in round ``k`` is ``max(1 / (k + k0), step)``: the uniform
-    first policy keeps a share ``k0 / (k + k0)`` of the averaged values."""
+    first policy counts as ``k0`` rounds of the averaged values. Default ``round(1 /
+    temperature)`` (at least 1), the stiffness of unit log congestion (module docstring)."""
     critic_rate: Annotated[float, Field(gt=0, le=1)] = 1.0
     """``beta``: a visited entry of the critic moves this far to the round's mean target
     (``critic: agent``: ``max(1/n, beta)`` after ``n`` visits)."""
@@ -224,11 +243,12 @@ class PolicyGradient:
         guards.check_solve(game, cfg)
         tolerance = cfg.tolerance if cfg.tolerance is not None else kl_floor(S, N, T)
         z0 = np.zeros((T, S, A))
-        k0 = cfg.offset
+        k0 = cfg.offset if cfg.offset is not None else default_offset(tau)
         if init is not None and init.pi.shape == (T, S, A):
             z0 = tau * np.log(np.maximum(init.pi, 1e-300))
-            k0 = max(cfg.offset, WARM_OFFSET)  # a warm start is refined, not re-learnt
-        agents = (Population(game, z0, tau) if cfg.sharing == "population"
+            k0 = max(k0, WARM_OFFSET)  # a warm start is refined, not re-learnt
+        warm = init is not None and init.pi.shape == (T, S, A)
+        agents = (Population(game, z0, tau, warm) if cfg.sharing == "population"
                   else OwnPolicies(game, N, z0, tau, cfg.critic, k0))
         recent: deque[Array] = deque(maxlen=SAMPLE_ROUNDS)
         history = []
@@ -315,6 +335,16 @@ def landing_rewards(game: Game, theta: ThetaLike, t: int, x: Array, a: Array,
     elif th:
         r = r + th
     return r, mu_t
+
+
+def row_mean(q: Array, allowed: Array | None) -> Array:
+    """``(..., 1)`` mean of each row of ``q`` over the allowed actions: a per-state constant,
+    which ``softmax(q / tau)`` ignores but the soft value ``tau lse(q / tau)`` carries."""
+    if allowed is None:
+        return q.mean(axis=-1, keepdims=True)
+    ok = np.broadcast_to(allowed, q.shape)
+    return (np.where(ok, q, 0.0).sum(axis=-1, keepdims=True)
+            / np.maximum(ok.sum(axis=-1, keepdims=True), 1))
 
 
 def critic_gap(Q: Array, pi: Array, visits: Array, tau: float) -> float:
@@ -431,8 +461,9 @@ def targets(rnd: Round, t: int, G: Array | None, tau: float, td: bool,
 class Population:
     """``sharing: population``: one set of logits ``z`` ``(T, S, A)`` and a joint critic."""
 
-    def __init__(self, game: Game, z0: Array, tau: float) -> None:
+    def __init__(self, game: Game, z0: Array, tau: float, warm: bool = False) -> None:
         self.z = z0.copy()
+        self.relevel = warm
         self.critic = JointCritic(game)
         self.tau = tau
         self.allowed = game.allowed
@@ -473,6 +504,9 @@ class Population:
             G = targets(rnd, t, G, tau, td, v_next)
             self.critic.update(t, x, a, slot, x_next, G, cfg.critic_rate)
         check_finite(self.critic.Q, "critic")
+        if self.relevel:  # a warm start's logits take the critic's per-state level
+            self.z += row_mean(self.critic.Q, self.allowed) - row_mean(self.z, self.allowed)
+            self.relevel = False
         self.z *= 1 - alpha
         self.z += alpha * self.critic.Q
         self.pi = softmax_rows(self.z, tau, self.allowed)
