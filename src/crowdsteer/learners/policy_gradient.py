@@ -522,7 +522,7 @@ class OwnPolicies:
     def __init__(self, game: Game, N: int, z0: Array, tau: float, critic: str,
                  k0: int = 0) -> None:
         T, S, A = z0.shape
-        self.k0 = k0  # a warm start begins its schedule at its floor
+        self.k0 = k0  # rounds the start policy counts as in each row's running mean
         self.shape = (N, T, S, A)
         self.tau = tau
         self.z = np.broadcast_to(z0.astype(np.float32), (N, T, S, A)).reshape(-1).copy()
