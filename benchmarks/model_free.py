@@ -35,14 +35,16 @@ from solver import make_game  # noqa: E402
 # registry name -> module that registers it (imported explicitly in case the package
 # __init__ does not import it yet)
 LEARNERS = {"fictitious_play": "crowdsteer.learners.sampled_fp",
-            "independent": "crowdsteer.learners.independent"}
+            "independent": "crowdsteer.learners.independent",
+            "policy_gradient": "crowdsteer.learners.policy_gradient"}
 GAMES = (
     {"id": "10x10 T1 any", "n": 10, "T": 1, "moves": "any"},
     {"id": "10x10 T3 local", "n": 10, "T": 3, "moves": "local"},
 )
 AGENTS = {"fictitious_play": (2_000, 100_000, 1_000_000),
           # one table per agent: it refuses N T S A > 2e8 by design; the largest N show that
-          "independent": (2_000, 20_000, 100_000, 1_000_000)}
+          "independent": (2_000, 20_000, 100_000, 1_000_000),
+          "policy_gradient": (2_000, 100_000, 1_000_000)}
 QUICK_AGENTS = (2_000, 100_000)
 BUMP_11 = [{"center": [1, 1], "height": 1.5, "width": 1.0}]
 HONESTY = (  # (learner, game, temperature): the issue's cases and the paper's games
@@ -59,6 +61,11 @@ HONESTY = (  # (learner, game, temperature): the issue's cases and the paper's g
      0.0),
     ("independent", {"id": "dynamic.yaml, log", "example": "dynamic", "kind": "log"}, 0.0),
     ("independent", {"id": "dynamic.yaml, kernel", "example": "dynamic", "kind": "kernel"}, 0.0),
+    # issue 17: policy_gradient on the paper's games and this benchmark's games at tau = 0.1
+    ("policy_gradient", {"id": "oneshot.yaml", "example": "oneshot"}, 0.1),
+    ("policy_gradient", {"id": "dynamic.yaml", "example": "dynamic"}, 0.1),
+    ("policy_gradient", {"id": "10x10 T1 any", "suite": 0}, 0.1),
+    ("policy_gradient", {"id": "10x10 T3 local", "suite": 1}, 0.1),
 )
 OLD_PATIENCE = 5  # the estimate-based rule before: estimate <= tolerance 5 rounds in a row
 BEFORE = {  # the same cases run on commit f74072d (before issue 12's stopping rules):
@@ -82,6 +89,8 @@ def honesty_game(spec: dict):
     if given), or an ``n x n`` one-shot grid with the given bumps."""
     from crowdsteer.config import build_game, load_config
 
+    if "suite" in spec:  # one of GAMES, the throughput table's games
+        return make_game(GAMES[spec["suite"]])
     if "example" in spec:
         raw = load_config(common.REPO / "examples" / f"{spec['example']}.yaml").resolved()
         game = raw["game"]
@@ -113,7 +122,8 @@ def run_honesty(case: dict) -> dict:
     out = {"S": game.S, "A": game.A, "T": game.T, "iterations": sol.iterations,
            "converged": sol.converged, "exploitability": sol.exploitability,
            "estimate": sol.estimate, "last_change": float(sol.history[-1]),
-           "tolerance": kl_floor(game.S, N, game.T), "seconds": time.perf_counter() - t0}
+           "tolerance": kl_floor(game.S, N, game.T), "seconds": time.perf_counter() - t0,
+           "agent_steps": sol.iterations * N * game.T}
     if name == "fictitious_play":
         below = np.asarray(sol.history) <= out["tolerance"]
         runs = np.convolve(below, np.ones(OLD_PATIENCE), "valid") >= OLD_PATIENCE

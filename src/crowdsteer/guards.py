@@ -134,6 +134,12 @@ def solve_bytes(game: Any, learner: Any) -> tuple[float, str, str]:
         N = N or max(int(round(float(getattr(game, "D", 1.0)))), 1)
         return (ROUTE_BYTES * N, "learner.agents",
                 "use fewer agents (learner.agents; by default one per trip)")
+    if name == "policy_gradient":  # logits + critic tables; sharing: none adds float32
+        # logits per agent and entry (critic: agent a float32 value and a count besides)
+        own = 0.0 if getattr(learner, "sharing", "population") == "population" else (
+            9.0 if getattr(learner, "critic", "joint") == "agent" else 4.0)
+        return (own * N * T * S * A + 150 * N + (8 + K) * FLOAT * T * S * A, "learner.agents",
+                "use fewer agents or sharing: population (memory N + T*S*A)")
     if name == "exact" and _exact_method(game, learner) == "newton":
         # Newton-CG keeps tangents, adjoints and its line search's trial policies besides:
         # measured 18-19 T S A floats (tests/test_guards.py)
