@@ -2,5 +2,6 @@
 
 from crowdsteer.learners.base import Learner, Solution, learners
 from crowdsteer.learners import exact, independent, routes, sampled_fp  # noqa: F401  (registration)
+from crowdsteer.learners import ppo  # noqa: F401  (registration; torch only once it solves)
 
 __all__ = ["Learner", "Solution", "learners"]
