@@ -122,7 +122,11 @@ class PPOConfig(Strict):
 def check_installed() -> None:
     """One-line :class:`ConfigError` when torch or TorchRL is missing."""
     for module in ("torch", "tensordict", "torchrl"):
-        if importlib.util.find_spec(module) is None:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ValueError:  # blocked: sys.modules[module] is None
+            found = False
+        if not found:
             raise ConfigError("learner.name", f"ppo needs torch and TorchRL ({module} is not "
                               f"installed); install them with: {INSTALL}")
 
