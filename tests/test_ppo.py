@@ -2,8 +2,10 @@
 exact solver, bit-for-bit warm starts, SIGKILL and resume, PettingZoo training, and one-line
 refusals. Skipped where the ``[deep]`` extra (torch, TorchRL) is not installed."""
 
+import importlib.util
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -202,3 +204,22 @@ def test_kill_then_resume_with_warm_started_ppo_matches_the_uninterrupted_run(tm
     r = crowdsteer("run", cfg, "--out", out, "--resume")
     assert r.returncode == 0, r.stderr
     assert table(out) == rows
+
+
+def test_the_pettingzoo_example_trains_and_steers_the_users_env(monkeypatch):
+    """examples/ppo_pettingzoo.py: the user's own env passes PettingZoo's API test, and the
+    meta-agent around PPO training reports the agents' own estimate, uncertified."""
+    from pettingzoo.test import parallel_api_test
+
+    path = Path(__file__).parent.parent / "examples" / "ppo_pettingzoo.py"
+    spec = importlib.util.spec_from_file_location("ppo_pettingzoo", path)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "ppo_pettingzoo", module)
+    spec.loader.exec_module(module)
+    parallel_api_test(module.Commute(5), num_cycles=10)
+    result = module.main(["--evaluations", "1", "--agents", "20", "--rounds", "8"])
+    assert result.evaluations == 2
+    best = result.best.diagnostics
+    assert best["own_exploitability_estimate"] >= 0
+    split = [best[f"road_{i}"] for i in (1, 2, 3)]
+    assert sum(split) == pytest.approx(1.0)  # everyone leaves by the last slot
