@@ -57,6 +57,9 @@ class Solution:
     inner_steps
         Work inside the iterations that ``iterations`` does not count: the ``newton``
         method's conjugate-gradient steps (one tangent and one adjoint pass each); 0 else.
+    params
+        ``(P,)`` float32 weights of a learner's network (``ppo``), which a warm start from
+        this solution resumes; ``None`` for other learners.
     """
 
     pi: Array
@@ -72,6 +75,7 @@ class Solution:
     dual: Array | None = None
     stage_temperature: float | None = None
     inner_steps: int = 0
+    params: Array | None = None
 
 
 class Learner(Protocol):

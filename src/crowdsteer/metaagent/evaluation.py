@@ -267,7 +267,8 @@ class WarmStarts:
 
 
 def _size(sol: Solution) -> int:
-    return sum(int(getattr(a, "nbytes", 0)) for a in (sol.pi, sol.mu, sol.dual, sol.mu_sample))
+    return sum(int(getattr(a, "nbytes", 0)) for a in (sol.pi, sol.mu, sol.dual, sol.mu_sample,
+                                                       sol.params))
 
 
 def lineage(sources: list[Any], w: Any, n: int) -> tuple[int, Chain]:
