@@ -46,10 +46,6 @@ NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 DEFAULT_RELATIVE_GAP = 1e-6
 """Where ``learner: {name: exact}`` stops on a network unless ``relative_gap`` is set."""
-PRECISE_GAP = 1e-6
-"""Below this relative gap the path-based engine is used whatever the size."""
-PATH_BASED_PAIRS = 20_000
-"""Networks with more origin-destination pairs use Frank-Wolfe (down to ``PRECISE_GAP``)."""
 
 
 class NetworkConfig(Strict):
@@ -207,11 +203,13 @@ class NetworkGame:
     # ------------------------------------------------------------------ equilibrium
     def solve_equilibrium(self, theta: Any = None, relative_gap: float = DEFAULT_RELATIVE_GAP,
                           max_iterations: int = 100_000, progress: Any = None,
-                          temperature: float = 0.0, system_optimum: bool = False) -> Any:
+                          temperature: float = 0.0, system_optimum: bool = False,
+                          method: str = "auto") -> Any:
         """Wardrop equilibrium under tolls ``theta`` (``(E,)`` cost units, or ``None``): a
         :class:`~crowdsteer.learners.wardrop.NetworkSolution`. ``system_optimum`` solves
-        for the system optimum instead (the equilibrium of marginal social costs)."""
-        from crowdsteer.learners.wardrop import bfw, gradient_projection
+        for the system optimum instead (the equilibrium of marginal social costs);
+        ``method`` names the engine (:data:`crowdsteer.learners.wardrop.METHODS`)."""
+        from crowdsteer.learners.wardrop import engine
 
         if temperature > 0:
             raise ConfigError("learner.temperature", "road networks are solved for "
@@ -222,13 +220,8 @@ class NetworkGame:
             e = int(np.argmin(free))
             raise ConfigError("modifier.bounds", f"a subsidy makes link {self.edge_names[e]} "
                               f"cost {free[e]:.3g} < 0 at free flow; allowed: costs >= 0")
-        # Path-based gradient projection with Newton steps converges in tens of iterations
-        # (Sioux Falls: 32 to 1e-6, 35 to 1e-12), but each costs ~ the number of used
-        # paths; on many pairs (Chicago Sketch: 93,513, 3-4 s an iteration) bi-conjugate
-        # Frank-Wolfe's cheap iterations win down to 1e-6 (BENCHMARKS.md, network).
-        many = int(np.count_nonzero(self.demand)) > PATH_BASED_PAIRS
-        engine = bfw if many and relative_gap >= PRECISE_GAP else gradient_projection
-        return engine(self, toll, relative_gap, max_iterations, progress, system_optimum)
+        return engine(method)(self, toll, relative_gap, max_iterations, progress,
+                              system_optimum)
 
 
 NETWORK_LEARNERS = ("exact", "routes")

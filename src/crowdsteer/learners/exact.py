@@ -68,16 +68,22 @@ class ExactConfig(Strict):
     tolerance: Annotated[float, Field(gt=0)] = 1e-4
     """Stop when the exploitability is at most this."""
     max_iterations: Annotated[int, Field(gt=0)] = 5000
-    method: Literal["auto", "newton", "omd", "fp"] = "auto"
+    method: Literal["auto", "newton", "omd", "fp", "bush", "bfw", "gradient_projection"] = "auto"
     """``auto``: ``newton`` at ``tau < 1`` on games with a concave potential, else
     ``omd``; ``newton``:
     Newton steps on the potential along a temperature path (proximal steps at a target of
-    0); ``omd``: online mirror descent; ``fp``: fictitious play."""
+    0); ``omd``: online mirror descent; ``fp``: fictitious play. Road networks:
+    ``auto`` or ``bush`` (Algorithm B), ``bfw`` (bi-conjugate Frank-Wolfe),
+    ``gradient_projection`` (path-based); :mod:`crowdsteer.learners.wardrop`."""
     learning_rate: Annotated[float, Field(gt=0)] | None = None
     """Initial OMD step ``eta`` (adapted as it runs); default :func:`default_rate`."""
     relative_gap: Annotated[float, Field(gt=0, lt=1)] | None = None
     """Road networks (``routing`` with ``network:``): stop at this relative gap (default
-    1e-6); ``tolerance``, ``method`` and ``learning_rate`` do not apply there."""
+    1e-6); ``tolerance`` and ``learning_rate`` do not apply there."""
+
+
+NETWORK_METHODS = ("bush", "bfw", "gradient_projection")
+"""The methods of road networks (the others, of games with states)."""
 
 
 WARM_FLOOR = 0.1
@@ -107,6 +113,9 @@ class ExactSolver:
         method = self.config.method
         if method == "auto":
             return "newton" if newton.suits(game, theta, self.config.temperature) else "omd"
+        if method in NETWORK_METHODS:
+            raise ConfigError("learner.method", f"{method} solves road networks (routing "
+                              "with network:); allowed here: auto, newton, omd, fp")
         if method == "newton" and not newton.supports(game, theta):
             raise ConfigError("learner.method", "newton needs a potential game and a modifier "
                               "that does not depend on the mean field; allowed here: auto, "
@@ -118,9 +127,13 @@ class ExactSolver:
         """Solve to ``tolerance``; ``init`` warm-starts from an earlier solution (same shape)."""
         cfg = self.config
         if hasattr(game, "solve_equilibrium"):  # road networks: the link-based engine
+            if cfg.method not in ("auto",) + NETWORK_METHODS:
+                raise ConfigError("learner.method", f"{cfg.method} does not run on road "
+                                  f"networks; allowed: auto, {', '.join(NETWORK_METHODS)}")
             return game.solve_equilibrium(theta, relative_gap=cfg.relative_gap or 1e-6,
                                           max_iterations=cfg.max_iterations,
-                                          progress=progress, temperature=cfg.temperature)
+                                          progress=progress, temperature=cfg.temperature,
+                                          method=cfg.method)
         if init is not None:
             check_init(game, init)
         guards.check_solve(game, cfg)

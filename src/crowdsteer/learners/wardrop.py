@@ -1,10 +1,14 @@
 """The Wardrop equilibrium of a road network (:class:`~crowdsteer.games.network.NetworkGame`),
 and its derivative in the tolls.
 
-Two engines, both certified by the relative gap ``(TSTT - SPTT) / TSTT``:
+Three engines, all certified by the relative gap ``(TSTT - SPTT) / TSTT``, chosen by
+``learner.method`` (:data:`METHODS`; ``auto``: :func:`engine`):
 
-:func:`gradient_projection` (path-based, the default up to 20,000 pairs and below a gap of
-1e-6)
+:func:`bush_based` (``bush``, the default), Algorithm B on origin-based bushes, compiled
+    (:mod:`crowdsteer.learners.bush`): Chicago Sketch to 1e-10 in about 10 iterations.
+
+:func:`gradient_projection` (``gradient_projection``, path-based; what the equilibrium's
+derivative in the tolls works on, :func:`equilibrium_vjp`)
     keeps the used paths of every pair (a sparse path-link incidence), adds each pair's
     shortest path when it is cheaper than its used ones (column generation), and moves
     flow towards each pair's cheapest path by a Newton step on Beckmann's potential over
@@ -12,8 +16,8 @@ Two engines, both certified by the relative gap ``(TSTT - SPTT) / TSTT``:
     et al. 1994 as fallback), with a line search. Sioux Falls: 32 iterations to 1e-6, 35
     to 1e-12.
 
-:func:`bfw`, the bi-conjugate Frank-Wolfe method (Mitradjieva & Lindberg 2013), for many
-pairs (Chicago Sketch). Each iteration
+:func:`bfw` (``bfw``), the bi-conjugate Frank-Wolfe method (Mitradjieva & Lindberg 2013).
+Each iteration
 
 1. prices the links at the current flows ``x`` and loads every origin's demand on its
    shortest-path tree (all-or-nothing, ``y``; see ``_Graph.all_or_nothing``);
@@ -36,6 +40,7 @@ import numpy as np
 from scipy.sparse import csr_matrix
 
 from crowdsteer.games.network import DEFAULT_RELATIVE_GAP, NetworkGame
+from crowdsteer.learners import bush
 from crowdsteer.learners.base import Progress, Solution, check_finite
 
 Array = np.ndarray
@@ -408,6 +413,26 @@ def gradient_projection(game: NetworkGame, toll: Array | None = None,
     x = paths.link_flow()
     return _solution(game, x, toll, gap, k, time.perf_counter() - start,
                      gap <= relative_gap, history, system_optimum, paths)
+
+
+def bush_based(game: NetworkGame, toll: Array | None = None,
+               relative_gap: float = DEFAULT_RELATIVE_GAP, max_iterations: int = 100_000,
+               progress: Progress | None = None,
+               system_optimum: bool = False) -> NetworkSolution:
+    """Algorithm B on origin-based bushes (:mod:`crowdsteer.learners.bush`), compiled."""
+    r = bush.solve(game, toll, relative_gap, max_iterations, progress, system_optimum)
+    return _solution(game, r.flow, toll, r.relative_gap, r.iterations, r.seconds, r.converged,
+                     list(r.history), system_optimum)
+
+
+METHODS = {"bush": bush_based, "bfw": bfw, "gradient_projection": gradient_projection}
+"""The network engines by the name ``learner.method`` gives them (``auto``: :func:`engine`)."""
+
+
+def engine(method: str = "auto") -> Any:
+    """The engine ``method`` names; ``auto`` is ``bush``, measured fastest at every gap and
+    size in BENCHMARKS.md (network: Sioux Falls, Anaheim, Chicago Sketch, Berlin-Center)."""
+    return METHODS["bush" if method == "auto" else method]
 
 
 VJP_GAP = 1e-10
