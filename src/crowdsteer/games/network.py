@@ -129,10 +129,10 @@ class NetworkGame:
 
     @property
     def edge_names(self) -> tuple[str, ...]:
-        """``"i->j"`` in the file's 1-based node numbers (``#k`` for parallel links)."""
+        """``"i->j"`` in the file's node ids (``#k`` for parallel links)."""
         names: list[str] = []
         seen: dict[str, int] = {}
-        for i, j in zip(self.net.tail + 1, self.net.head + 1):
+        for i, j in zip(self.net.ids[self.net.tail], self.net.ids[self.net.head]):
             base = f"{i}->{j}"
             seen[base] = seen.get(base, 0) + 1
             names.append(base if seen[base] == 1 else f"{base}#{seen[base]}")
@@ -283,12 +283,11 @@ class _Graph:
 
     def __init__(self, net: TntpNetwork, demand: Array) -> None:
         N, Z = net.nodes, net.zones
-        blocked = np.arange(Z) < min(net.first_thru_node - 1, Z)  # zones never passed through
+        blocked = net.blocked  # node ids below <FIRST THRU NODE>: never passed through
         twin = np.full(N, -1)
         twin[np.flatnonzero(blocked)] = N + np.arange(blocked.sum())
         self.n = N + int(blocked.sum())
-        tail = np.where((net.tail < Z) & blocked[np.minimum(net.tail, Z - 1)],
-                        twin[net.tail], net.tail)
+        tail = np.where(blocked[net.tail], twin[net.tail], net.tail)
         self.tail, self.head = tail, net.head.copy()
         self.origins = np.flatnonzero(demand.sum(axis=1) > 0)  # zones with trips out
         self.source = np.where(twin[self.origins] >= 0, twin[self.origins], self.origins)
@@ -379,10 +378,12 @@ def build_network(cfg: NetworkConfig, base_dir: Path | None = None,
     """Read the files, check every pair with trips can reach its destination."""
     net = read_net(_resolve(cfg.net, base_dir), f"{field_name}.net")
     trips_path = _resolve(cfg.trips, base_dir)
-    trips = read_trips(trips_path, net.zones, f"{field_name}.trips")
+    trips = read_trips(trips_path, net, f"{field_name}.trips")
+    net = net.with_zones(trips.zone_ids)  # zones: the nodes the trips file names, first
+    _check_graph_size(net, trips, f"{field_name}.trips")
     coords = None
     if cfg.node is not None:
-        coords = read_nodes(_resolve(cfg.node, base_dir), net.nodes, f"{field_name}.node")
+        coords = read_nodes(_resolve(cfg.node, base_dir), net, f"{field_name}.node")
     game = NetworkGame(net, trips.demand, cfg.toll_weight, cfg.distance_weight, coords,
                        trips_path)
     if game.D <= 0:
@@ -391,9 +392,19 @@ def build_network(cfg: NetworkConfig, base_dir: Path | None = None,
     dist = game.graph.distances(game.generalised_cost(np.zeros(game.E)))
     bad = np.argwhere(~np.isfinite(dist) & (game.graph.od > 0))
     if bad.size:
-        o, d = game.graph.origins[bad[0, 0]] + 1, bad[0, 1] + 1
+        o, d = net.ids[game.graph.origins[bad[0, 0]]], net.ids[bad[0, 1]]
         line = trips.origin_line.get(int(o))
         where = f"{trips_path}" + (f", line {line}" if line else "")
         raise ConfigError(f"{field_name}.trips", f"{where}: origin {o} has trips to {d}, "
                           f"which no path reaches ({len(bad)} such pairs)")
     return game
+
+
+def _check_graph_size(net: TntpNetwork, trips: Any, field: str) -> None:
+    """Refuse, before allocating, a network whose shortest-path trees cannot fit: each
+    origin keeps distances, predecessors and loads over every node (about 40 bytes each)."""
+    from crowdsteer.guards import check_memory
+
+    origins = int(np.count_nonzero(trips.demand.sum(axis=1) > 0))
+    check_memory(40.0 * origins * (net.nodes + net.zones), field,
+                 f"{origins:,} origins over {net.nodes:,} nodes", "use fewer zones")

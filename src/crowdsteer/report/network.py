@@ -27,22 +27,50 @@ def write_flows(game: Any, flow: Array, cost: Array, toll: Array, path: Path) ->
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["from", "to", "flow", "cost", "toll"])
-    for i, j, x, c, t in zip(game.net.tail + 1, game.net.head + 1, flow, cost, toll):
+    ids = game.net.ids
+    for i, j, x, c, t in zip(ids[game.net.tail], ids[game.net.head], flow, cost, toll):
         w.writerow([int(i), int(j), repr(float(x)), repr(float(c)), repr(float(t))])
     rundir.atomic_write(Path(path), buf.getvalue().encode())
 
 
+SPRING_NODES = 200
+"""Up to this many nodes the synthetic layout is a seeded spring layout (under a second);
+beyond, a spectral one (linear-time sparse eigenvectors: 0.04 s for a 2,500-node grid,
+0.16 s for Berlin-Center's 12,981 nodes, where the spring layout took 19 s and hours)."""
+
+
+def has_coordinates(game: Any) -> bool:
+    """Whether the map can use the node file's coordinates (else its layout is synthetic)."""
+    return game.coords is not None and bool(np.all(np.isfinite(game.coords)))
+
+
 def layout(game: Any) -> Array:
-    """``(nodes, 2)`` positions: the game's coordinates, else a seeded spring layout."""
-    if game.coords is not None and np.all(np.isfinite(game.coords)):
+    """``(nodes, 2)`` positions: the game's coordinates, else a synthetic layout (seeded
+    spring layout for small networks, spectral beyond ``SPRING_NODES``)."""
+    if has_coordinates(game):
         return np.asarray(game.coords, dtype=float)
+    N = game.net.nodes
+    if N > SPRING_NODES:
+        return _spectral_layout(N, game.net.tail, game.net.head)
     import networkx as nx
 
     g = nx.Graph()
-    g.add_nodes_from(range(game.net.nodes))
+    g.add_nodes_from(range(N))
     g.add_edges_from(zip(game.net.tail.tolist(), game.net.head.tolist()))
     pos = nx.spring_layout(g, seed=0)
-    return np.array([pos[k] for k in range(game.net.nodes)])
+    return np.array([pos[k] for k in range(N)])
+
+
+def _spectral_layout(N: int, tail: Array, head: Array) -> Array:
+    """The Laplacian's second and third eigenvectors (shift-invert on the sparse matrix)."""
+    import scipy.sparse as sp
+    from scipy.sparse.linalg import eigsh
+
+    A = sp.coo_matrix((np.ones(tail.shape[0]), (tail, head)), shape=(N, N)).tocsr()
+    A = ((A + A.T) > 0).astype(float)
+    L = sp.diags(np.asarray(A.sum(axis=1)).ravel()) - A
+    vals, vecs = eigsh(L.tocsc(), k=3, sigma=-1e-3, which="LM")
+    return vecs[:, np.argsort(vals)[1:3]]
 
 
 def draw_map(ax: Any, game: Any, ratio: Array, vmax: float, highlight: Array | None = None,
