@@ -238,6 +238,27 @@ class NetworkGame:
         return engine(self, toll, relative_gap, max_iterations, progress, system_optimum)
 
 
+    def system_optimum(self, relative_gap: float = DEFAULT_RELATIVE_GAP,
+                       progress: Any = None, max_iterations: int = 100_000) -> Any:
+        """The system optimum: the link flows of least total travel time (time only, as the
+        welfare objective counts it; the file's tolls and distances do not enter), the
+        equilibrium of the marginal social times ``t + x t'``. Solved once per gap, kept."""
+        cache = self.__dict__.setdefault("_system_optima", {})
+        if relative_gap not in cache:
+            fixed = self.fixed_cost
+            cache[relative_gap] = self.solve_equilibrium(
+                -fixed if np.any(fixed) else None, relative_gap=relative_gap,
+                max_iterations=max_iterations, progress=progress, system_optimum=True)
+        return cache[relative_gap]
+
+    def first_best_tolls(self, relative_gap: float = DEFAULT_RELATIVE_GAP) -> Array:
+        """``(E,)`` tolls (cost units) under which the travellers' equilibrium is the
+        system optimum: the marginal-cost tolls ``x t'(x)`` there (Pigou; Beckmann et al.
+        1956), less the generalised cost's fixed terms (toll and distance weights)."""
+        x = self.system_optimum(relative_gap).flow
+        return x * self.travel_time_derivative(x) - self.fixed_cost
+
+
 NETWORK_LEARNERS = ("exact", "routes")
 """Learners that work on road networks (the others simulate states, which a network lacks)."""
 

@@ -209,7 +209,8 @@ def _split_metadata(text: str, path: Path, field: str,
             return meta, i + 2, lines[i + 1:]
         m = _META.match(s)
         if m:
-            meta[m.group(1).strip().upper()] = m.group(2).split("~")[0].strip()
+            key, value = m.group(1).strip().upper(), m.group(2)
+            meta[key] = value.strip() if key == "ORIGINAL HEADER" else value.split("~")[0].strip()
         elif s and not s.startswith("~"):
             if not required:
                 return meta, i + 1, lines[i:]
@@ -290,6 +291,32 @@ def read_net(path: str | Path, field: str = "game.network.net") -> TntpNetwork:
         first_thru_node=thru, tail=index[:, 0], head=index[:, 1],
         capacity=a[:, 2], length=a[:, 3], free_flow_time=a[:, 4], b=a[:, 5], power=a[:, 6],
         speed=a[:, 7], toll=a[:, 8], link_type=a[:, 9].astype(np.int64), ids=ids, meta=meta)
+
+
+_UNIT = re.compile(r"\(([^)]*)\)")
+_UNIT_COLUMNS = (("capacity", ("capacity",)), ("length", ("length",)),
+                 ("time", ("free flow", "fftt", "free_flow", "fft")),
+                 ("speed", ("speed",)), ("toll", ("toll",)))
+
+
+def units(net: TntpNetwork) -> dict[str, str]:
+    """Units of the net file's columns from its ``<ORIGINAL HEADER>`` (``"Capacity
+    (veh/h)"``: ``veh/h``), ``"units of the input"`` where it names none.
+
+    >>> class N: meta = {"ORIGINAL HEADER": "~ Tail Head Capacity (veh/h) Length (ft) "
+    ...                  "Free Flow Time (min) B Power Speed (ft/min) Toll Type ;"}
+    >>> units(N())["time"], units(N())["length"], units(N())["toll"]
+    ('min', 'ft', 'units of the input')
+    """
+    header = (net.meta or {}).get("ORIGINAL HEADER", "")
+    cells = [c.strip().lower() for c in re.split(r"\t|\s{2,}|(?<=\))\s", header)
+             if c.strip()]
+    out = {}
+    for name, words in _UNIT_COLUMNS:
+        cell = next((c for c in cells if any(w in c for w in words)), "")
+        m = _UNIT.search(cell)
+        out[name] = m.group(1).strip() if m and m.group(1).strip() else "units of the input"
+    return out
 
 
 def _is_number(s: str) -> bool:

@@ -63,6 +63,8 @@ class NetworkSolution(Solution):
     """``(E,)`` the tolls solved under (``None``: none)."""
     paths: Any = field(default=None, repr=False, compare=False)
     """The used paths and their flows (:class:`PathSet`; path-based engine only)."""
+    system_optimum: bool = False
+    """Solved for the system optimum (``cost`` then holds the marginal social costs)."""
 
     def network_summary(self) -> dict[str, float]:
         """The fields ``summary.json`` adds for a network."""
@@ -205,7 +207,7 @@ def _solution(game: NetworkGame, x: Array, toll: Array | None, gap: float, k: in
         pi=np.ones((1, game.E, 1)), mu=(x / D)[None], exploitability=max(gap, 0.0) * total / D,
         iterations=k, seconds=seconds, converged=converged, history=np.asarray(history),
         flow=x, cost=c, relative_gap=float(gap), total_travel_time=game.total_travel_time(x),
-        total_cost=total, toll=toll, paths=paths)
+        total_cost=total, toll=toll, paths=paths, system_optimum=system_optimum)
 
 
 

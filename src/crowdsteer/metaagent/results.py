@@ -69,6 +69,9 @@ class RunResult:
     warm_start: dict[str, Any] | None = None
     """The mean-field warm start, when one ran: ``{w, objective, baseline, temperature,
     evaluations, seconds, radius}`` (J values of the exact learner)."""
+    network: dict[str, Any] | None = None
+    """Road networks: TSTT without tolls, with the best and at the system optimum, the
+    share of the UE-to-SO gap closed (:func:`crowdsteer.report.network.run_outputs`)."""
 
 
 def finish(s: Setup, study: optuna.Study, out: Path | None, constrained: bool,
@@ -104,6 +107,13 @@ def finish(s: Setup, study: optuna.Study, out: Path | None, constrained: bool,
                        inner, s.optimiser.name,
                        tuple(float(t.user_attrs.get("seconds") or 0.0) for t in finished(study)),
                        warm_start)
+    if hasattr(s.game, "solve_equilibrium"):  # road networks: the SO and the gap closed
+        import dataclasses
+
+        from crowdsteer.report.network import run_outputs
+
+        result = dataclasses.replace(result, network=run_outputs(
+            s, np.asarray(best.w), shown(mu_base), shown(mu_best), best.exploitability, out))
     faults.point("finish")
     if out is not None:
         g = s.game
@@ -192,4 +202,5 @@ def result_json(s: Setup, r: RunResult) -> dict[str, Any]:
         "optimiser": s.optimiser.name,
         "seconds": r.seconds,
         "warm_start": r.warm_start,
+        **({"network": r.network} if r.network is not None else {}),
     }

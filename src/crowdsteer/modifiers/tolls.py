@@ -120,6 +120,13 @@ class NetworkTolls:
         """``(1, E)``: the toll on each link, in cost units (what a traveller pays)."""
         return np.asarray(self.theta(w), dtype=float)[None].copy()
 
+    def w_from_tolls(self, toll: Array) -> Array:
+        """``(n_params,)`` the ``w`` closest to charging ``toll`` (``(E,)``, cost units): each
+        parameter's mean toll over the links it charges."""
+        toll = np.asarray(toll, dtype=float).reshape(-1)[self.links]
+        count = np.bincount(self.param, minlength=self.n_params)
+        return np.bincount(self.param, weights=toll, minlength=self.n_params) / count
+
     def theta_vjp(self, w: Array, g_theta: Array) -> Array:
         """``(n_params,)``: ``g_theta . d theta / d w`` (tolls are ``w`` on the listed links;
         parallel links sharing a toll add up)."""
