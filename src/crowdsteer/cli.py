@@ -319,7 +319,7 @@ def run(
             iid = result.iid_sample_kl
             typer.echo(f"KL of {iid['agents']} agents drawn iid from the target: "
                        f"{iid['mean']:.3g} +- {iid['std']:.2g} nats (not a floor)")
-        if result.network is not None:  # road networks
+        if result.network is not None and "gap_closed" in result.network:  # road networks
             nw = result.network
             typer.echo(f"total travel time {nw['tstt_baseline']:.8g} without tolls, "
                        f"{nw['tstt_best']:.8g} with the best, {nw['tstt_system_optimum']:.8g} "

@@ -282,12 +282,15 @@ def _basic(paths: PathSet, C: Array, best: Array, K: int) -> Array:
     return basic[paths.od]
 
 
-def _reduced_hessian(paths: PathSet, b: Array, dc: Array, free: Array) -> Any:
+def _reduced_hessian(paths: PathSet, b: Array, dc: Any, free: Array) -> Any:
     """``v -> H v``: the Hessian of the potential in the moves ``v_p`` (off path ``p``, onto
     its pair's basic path ``b(p)``) of the ``free`` paths, ``H = G^T diag(c') G`` with
-    ``G = Delta_p - Delta_b`` (zero outside ``free``)."""
+    ``G = Delta_p - Delta_b`` (zero outside ``free``); ``dc`` may instead be the
+    Jacobian's product ``u -> J u`` (several classes sharing links)."""
+    jac = dc if callable(dc) else (lambda u: dc * u)
+
     def H(v: Array) -> Array:
-        return _g_transpose(paths, b, free, dc * _g(paths, b, v))
+        return _g_transpose(paths, b, free, jac(_g(paths, b, v)))
 
     return H
 
@@ -446,7 +449,8 @@ def equilibrium_vjp(game: NetworkGame, solution: NetworkSolution, toll: Array | 
     idx = np.flatnonzero(free)
     if idx.size == 0:  # one path per pair: tolls move no flow
         return np.zeros(game.E), 0.0
-    H = _reduced_hessian(paths, b, dc, free)
+    jacobian = getattr(game, "cost_jacobian", None)  # several classes: not diagonal
+    H = _reduced_hessian(paths, b, dc if jacobian is None else jacobian(x), free)
 
     def on_free(v: Array) -> Array:
         full = np.zeros(paths.P)

@@ -61,6 +61,13 @@ class TollsConfig(ModifierConfig):
     links: Annotated[list[tuple[int | str, int | str]], Field(min_length=1)] | None = None
     """``[[from, to], ...]``: toll only these links (second-best tolls); default every link.
     Road networks: the file's node numbers; ``edges`` games: the edges' end nodes."""
+    classes: Annotated[list[str], Field(min_length=1)] | None = None
+    """Road networks with several classes of traveller: toll only these classes (default
+    all)."""
+    per_class: bool = False
+    """Road networks with several classes: each tolled class has its own tolls (``w`` has
+    one toll per link and class, class by class); else one toll per link charged to every
+    tolled class (in cost units)."""
 
 
 class NetworkTolls:
@@ -155,6 +162,33 @@ def _link_indices(cfg: TollsConfig, tails: list[str], heads: list[str]) -> tuple
     return np.asarray(out, dtype=np.int64), np.asarray(param, dtype=np.int64)
 
 
+def _class_tolls(cfg: TollsConfig, game: Game, links: Array,
+                 param: Array) -> tuple[Array, Array]:
+    """Tolled (class, link) entries of a network with several classes (``(E,)`` vectors
+    class by class): the listed classes, sharing ``param`` or each its own."""
+    names = getattr(game, "class_names", None)
+    if names is None:
+        for key in ("classes", "per_class"):
+            if getattr(cfg, key) not in (None, False):
+                raise ConfigError(f"modifier.{key}", "this network has one class of "
+                                  "traveller; classes and per_class apply with several "
+                                  "(network.classes)")
+        return links, param
+    chosen = list(range(len(names)))
+    if cfg.classes is not None:
+        unknown = [c for c in cfg.classes if c not in names]
+        if unknown:
+            raise ConfigError("modifier.classes", f"unknown class {unknown[0]!r}; allowed: "
+                              f"{', '.join(names)}")
+        chosen = [names.index(c) for c in dict.fromkeys(cfg.classes)]
+    L = game.net.E
+    n = int(param.max()) + 1
+    out_links = np.concatenate([k * L + links for k in chosen])
+    out_param = np.concatenate([param + (j * n if cfg.per_class else 0)
+                                for j in range(len(chosen))])
+    return out_links, out_param
+
+
 @modifiers.register("tolls")
 def tolls(cfg: TollsConfig, game: Game) -> LinearModifier | NetworkTolls:
     """A :class:`LinearModifier` over the game's toll features; refuses games without edges.
@@ -174,6 +208,7 @@ def tolls(cfg: TollsConfig, game: Game) -> LinearModifier | NetworkTolls:
         tails = [str(i) for i in game.net.ids[game.net.tail]]
         heads = [str(j) for j in game.net.ids[game.net.head]]
         links, param = _link_indices(cfg, tails, heads)
+        links, param = _class_tolls(cfg, game, links, param)
         return NetworkTolls(game, links, cfg.budget_balanced, param)
     if not isinstance(game, Tolled):
         raise ConfigError("modifier.name", f"tolls need a game with edges (e.g. routing); "

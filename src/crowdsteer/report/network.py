@@ -47,22 +47,32 @@ LABELLED_NODES = 150
 # ------------------------------------------------------------------ tables
 
 
-def link_table(game: Any, flow: Array, toll: Array | None,
-               classes: list[tuple[str, Array]] | None = None) -> tuple[list[str], list[list]]:
-    """``(header, rows)`` of ``flows.csv`` (see the module docstring)."""
+def link_table(game: Any, x: Array, toll: Array | None) -> tuple[list[str], list[list]]:
+    """``(header, rows)`` of ``flows.csv`` (see the module docstring) at the flows ``x``
+    and tolls ``toll`` as the engines see them (``(E,)``; class by class with several
+    classes)."""
     net = game.net
+    x = np.asarray(x, dtype=float)
     toll = np.zeros(game.E) if toll is None else np.asarray(toll, dtype=float)
-    flow = np.asarray(flow, dtype=float)
-    time = game.travel_time(flow)
-    cost = game.generalised_cost(flow, toll)
-    per_class = classes if classes and len(classes) > 1 else []
-    header = ["link_id", "from", "to", "capacity", "length", "free_flow_time",
-              *[f"flow_{name}" for name, _ in per_class], "flow", "travel_time", "cost",
-              "voc", "toll"]
+    names = getattr(game, "class_names", None)
+    if names is None:
+        flow, time = x, game.travel_time(x)
+        extra_h, extra = ["cost"], [game.generalised_cost(x, toll)]
+        tail_h, tail = ["toll"], [toll]
+        first_h, first = [], []
+    else:  # several classes: each class's flow (vehicles), cost and toll
+        flow = game.total_flow(x)
+        time = net.travel_time(flow)
+        cost = game.per_class(game.generalised_cost(x, toll)) / game.classes.pce[:, None]
+        first_h, first = [f"flow_{n}" for n in names], list(game.per_class(x))
+        extra_h, extra = [f"cost_{n}" for n in names], list(cost)
+        tail_h, tail = [f"toll_{n}" for n in names], list(game.per_class(toll))
+    header = ["link_id", "from", "to", "capacity", "length", "free_flow_time", *first_h,
+              "flow", "travel_time", *extra_h, "voc", *tail_h]
     ids = net.ids
-    columns = [np.arange(1, game.E + 1), ids[net.tail], ids[net.head], net.capacity,
-               net.length, net.free_flow_time, *[f for _, f in per_class], flow, time, cost,
-               flow / net.capacity, toll]
+    columns = [np.arange(1, net.E + 1), ids[net.tail], ids[net.head], net.capacity,
+               net.length, net.free_flow_time, *first, flow, time, *extra,
+               flow / net.capacity, *tail]
     rows = [[int(v) if k < 3 else repr(float(v)) for k, v in enumerate(row)]
             for row in zip(*columns)]
     return header, rows
@@ -76,10 +86,15 @@ def _csv(header: list[str], rows: list[list]) -> bytes:
     return buf.getvalue().encode()
 
 
-def write_flows(game: Any, flow: Array, toll: Array | None, path: Path,
-                classes: list[tuple[str, Array]] | None = None) -> None:
+def write_flows(game: Any, x: Array, toll: Array | None, path: Path) -> None:
     """Write ``flows.csv`` atomically."""
-    rundir.atomic_write(Path(path), _csv(*link_table(game, flow, toll, classes)))
+    rundir.atomic_write(Path(path), _csv(*link_table(game, x, toll)))
+
+
+def link_flows(game: Any, x: Array) -> Array:
+    """``(links,)`` link flows (PCE-weighted over the classes) of engine flows ``x``."""
+    total = getattr(game, "total_flow", None)
+    return np.asarray(x, dtype=float) if total is None else total(x)
 
 
 def network_summary(game: Any, sol: Any, welfare: float | None = None) -> dict[str, Any]:
@@ -87,7 +102,7 @@ def network_summary(game: Any, sol: Any, welfare: float | None = None) -> dict[s
     from crowdsteer.games.tntp import units
 
     u = units(game.net)
-    x = sol.flow
+    x = link_flows(game, sol.flow)
     D = game.D
     sptt = sol.total_cost * (1.0 - sol.relative_gap)
     out = {
@@ -113,6 +128,11 @@ def network_summary(game: Any, sol: Any, welfare: float | None = None) -> dict[s
     }
     if welfare is not None:
         out["welfare"] = welfare
+    gaps = getattr(game, "class_gaps", None)
+    if gaps is not None:  # several classes: each certified by its own relative gap
+        out["classes"] = {name: {"relative_gap": float(g), "trips": float(d.sum())}
+                          for name, g, d in zip(game.class_names, gaps(sol.flow, sol.toll),
+                                                game.classes.demands)}
     if getattr(sol, "system_optimum", False):
         out["note"] = ("the system optimum: the flows of least total travel time; its "
                        "relative gap certifies it in marginal social costs, and flows.csv's "
@@ -134,22 +154,20 @@ def write_solve(result: Any, out: Path) -> list[str]:
     game, sol = result.game, result.solution
     out = Path(out)
     toll = solution_tolls(game, sol)
-    write_flows(game, sol.flow, toll, out / "flows.csv", class_flows(game, sol))
+    write_flows(game, sol.flow, toll, out / "flows.csv")
     rundir.write_json(out / "summary.json", network_summary(game, sol, result.welfare))
-    names = ["flows.csv", "summary.json", *export_gmns(game, out, sol.flow, toll)]
+    flow, link_toll = link_flows(game, sol.flow), _link_tolls(game, toll)
+    names = ["flows.csv", "summary.json", *export_gmns(game, out, flow, link_toll)]
     what = "system optimum" if getattr(sol, "system_optimum", False) else "equilibrium"
-    map_png(game, [(f"{what}: TSTT {sol.total_travel_time:.6g}", sol.flow)], out / "map.png",
-            highlight=toll != 0)
+    map_png(game, [(f"{what}: TSTT {sol.total_travel_time:.6g}", flow)], out / "map.png",
+            highlight=link_toll != 0)
     return names + ["map.png"]
 
 
-def class_flows(game: Any, sol: Any) -> list[tuple[str, Array]] | None:
-    """``[(class name, (E,) flow)]`` of a multi-class solution, else ``None``."""
-    per = getattr(sol, "class_flow", None)
-    names = getattr(game, "class_names", None)
-    if per is None or names is None:
-        return None
-    return list(zip(names, per))
+def _link_tolls(game: Any, toll: Array) -> Array:
+    """``(links,)``: the toll on each link (the largest over the classes)."""
+    per_class = getattr(game, "per_class", None)
+    return np.asarray(toll, dtype=float) if per_class is None else per_class(toll).max(axis=0)
 
 
 # ------------------------------------------------------------------ GMNS and GeoJSON
@@ -331,24 +349,31 @@ def run_outputs(s: Any, best_w: Array, baseline_mu: Array, best_mu: Array,
     """After a network run: the system optimum, the share of the UE-to-SO gap closed,
     and (with ``out``) ``flows_baseline.csv`` and ``flows_best.csv``; returns the facts
     for ``result.json``'s ``network``."""
+    from crowdsteer.errors import ConfigError
+
     game = s.game
     base = np.asarray(baseline_mu, dtype=float).reshape(-1) * game.D
     best = np.asarray(best_mu, dtype=float).reshape(-1) * game.D
     toll = np.asarray(s.modifier.theta(np.asarray(best_w)), dtype=float).reshape(-1)
     gap = getattr(s.config["learner"], "relative_gap", None) or 1e-6
-    so = game.system_optimum(min(gap, 1e-6))
     t_base, t_best = game.total_travel_time(base), game.total_travel_time(best)
     facts = {"tstt_baseline": t_base, "tstt_best": t_best,
-             "tstt_system_optimum": so.total_travel_time,
-             "system_optimum_relative_gap": so.relative_gap,
-             "gap_closed": gap_closed(t_base, t_best, so.total_travel_time),
              "relative_gap": float(best_exploitability * game.D
                                    / (best @ game.generalised_cost(best, toll))),
-             "tolled_links": int(np.count_nonzero(toll))}
+             "tolled_links": int(np.count_nonzero(_link_tolls(game, toll)))}
+    try:
+        so = game.system_optimum(min(gap, 1e-6))
+    except ConfigError:  # several classes: no system optimum
+        so = None
+    if so is not None:
+        facts.update({"tstt_system_optimum": so.total_travel_time,
+                      "system_optimum_relative_gap": so.relative_gap,
+                      "gap_closed": gap_closed(t_base, t_best, so.total_travel_time)})
     if out is not None:
         write_flows(game, base, None, Path(out) / "flows_baseline.csv")
         write_flows(game, best, toll, Path(out) / "flows_best.csv")
-        rundir.save_npy(Path(out) / "system_optimum_flow.npy", so.flow)
+        if so is not None:
+            rundir.save_npy(Path(out) / "system_optimum_flow.npy", so.flow)
     return facts
 
 
@@ -359,7 +384,8 @@ def save_network(game: Any, path: Path) -> None:
     buf = io.BytesIO()
     np.savez(buf, tail=game.net.tail, head=game.net.head, capacity=game.net.capacity,
              positions=layout(game), D=np.array(game.D), ids=game.net.ids,
-             has_coords=np.array(has_coordinates(game)))
+             has_coords=np.array(has_coordinates(game)),
+             pce=game.classes.pce if hasattr(game, "class_names") else np.ones(1))
     rundir.atomic_write(Path(path), buf.getvalue())
 
 
@@ -377,6 +403,15 @@ class _Saved:
         self.coords = data["positions"]
         self.has_coords = bool(data["has_coords"]) if "has_coords" in data else True
         self.D = float(data["D"])
+        self.pce = data["pce"] if "pce" in data else np.ones(1)
+
+    def links(self, v: Array | None, tolls: bool = False) -> Array | None:
+        """``(E,)`` per link of a saved vector that is per class and link with several
+        classes: PCE-weighted sum (flows) or largest (tolls)."""
+        if v is None or v.shape[0] != self.pce.shape[0] * self.E or self.pce.shape[0] == 1:
+            return v
+        per = v.reshape(self.pce.shape[0], self.E)
+        return per.max(axis=0) if tolls else self.pce @ per
 
 
 def report_section(run_dir: Path, figure: Any) -> str:
@@ -400,7 +435,8 @@ def report_section(run_dir: Path, figure: Any) -> str:
         return np.load(p, allow_pickle=False).reshape(-1) if p.is_file() else None
 
     facts = _network_facts(run_dir)
-    base, best, toll = load("baseline_mu.npy"), load("best_mu.npy"), load("best_theta.npy")
+    base, best = game.links(load("baseline_mu.npy")), game.links(load("best_mu.npy"))
+    toll = game.links(load("best_theta.npy"), tolls=True)
     parts = ["<section><h2>The road network</h2>"]
     if facts:
         rows = [("total travel time, no tolls (user equilibrium)", facts.get("tstt_baseline")),
