@@ -92,7 +92,7 @@ def test_reads_sioux_falls_and_anaheim():
 @pytest.mark.parametrize("line, problem", [
     ("\t1\t2\t100\t1\t2\t0.15\t4\t0\t0\t;", "needs 10 numbers"),
     ("\t1\t2\t100\t1\tabc\t0.15\t4\t0\t0\t1\t;", "'abc' is not a number"),
-    ("\t1\t9\t100\t1\t2\t0.15\t4\t0\t0\t1\t;", "term_node 9 is not a node"),
+    ("\t1\t9.5\t100\t1\t2\t0.15\t4\t0\t0\t1\t;", "term_node 9.5 is not a node id"),
     ("\t1\t2\t100\t1\t-2\t0.15\t4\t0\t0\t1\t;", "free_flow_time is -2"),
 ])
 def test_a_malformed_net_file_names_file_and_line(tmp_path, line, problem):
@@ -111,6 +111,9 @@ def test_unknown_node_in_trips_and_a_disconnected_pair_are_refused(tmp_path):
     with pytest.raises(ConfigError) as info:
         read_trips(trips, 3)
     assert f"{trips}, line 5: unknown destination 7" in info.value.message
+    with pytest.raises(ConfigError) as info:  # zones from the net file's node ids
+        read_trips(trips, read_net(tmp_path / "t_net.tntp"))
+    assert f"{trips}, line 5: destination 7 has trips but is not a node" in info.value.message
     write_trips(trips, 3, {1: {2: 1.0}, 3: {1: 2.0}})  # nothing leaves node 3
     with pytest.raises(ConfigError) as info:
         small(tmp_path, links, 3, 3, {1: {2: 1.0}, 3: {1: 2.0}})

@@ -88,9 +88,10 @@ def test_meta_agent_finds_the_pigou_toll(tmp_path):
     assert result.best.objective == pytest.approx(-0.75, abs=2e-3)
     assert result.best.net_transfer < 0  # the tolls are paid
     report = (tmp_path / "run" / "report.html").read_text()
-    # the network section: maps before/after the tolls, TSTT against evaluation number
+    # the network section: maps before/after the tolls, the flow change, TSTT against
+    # evaluation number
     section = report[report.index("<h2>The road network</h2>"):]
-    assert section.count("<img") == 2 and "3 &rarr; 2" in section
+    assert section.count("<img") == 3 and "3 &rarr; 2" in section
     with np.load(tmp_path / "run" / "network.npz") as saved:
         assert saved["tail"].tolist() == (g.net.tail).tolist()
 

@@ -122,7 +122,6 @@ def solve(
         with progress_bar(f"solving ({learner.name})", learner.max_iterations,
                           "exploitability" if learner.name == "exact" else "change") as bar:
             result = solve_mod.solve(cfg, progress=bar)
-        written = solve_mod.write(result, out)
         s = result.solution
         status = "converged" if s.converged else "did NOT converge (max_iterations reached)"
         if not s.converged and s.estimate is not None and getattr(learner, "temperature", 1) == 0:
@@ -134,6 +133,7 @@ def solve(
         typer.echo(f"{status} in {s.iterations} iterations, {s.seconds:.2f} s; {network}"
                    f"exploitability {s.exploitability:.3g} (certified with the model{own}), "
                    f"welfare {result.welfare:.6g}")
+        written = solve_mod.write(result, out)  # after the numbers: drawing may take a while
         typer.echo(f"wrote {out}/" + ", ".join(written))
         if cfg["finite_n"] is not None:
             _finite_n(cfg, out)
@@ -332,6 +332,12 @@ def run(
                        "converged (certified exploitability at most the learner's tolerance)"
                        + ("; only those could be the best" if result.require_convergence
                           else "; require_convergence is off: all could be the best"))
+        if result.network is not None and "gap_closed" in result.network:  # road networks
+            nw = result.network
+            typer.echo(f"total travel time {nw['tstt_baseline']:.8g} without tolls, "
+                       f"{nw['tstt_best']:.8g} with the best, {nw['tstt_system_optimum']:.8g} "
+                       f"at the system optimum: {100 * nw['gap_closed']:.2f}% of the UE-to-SO "
+                       "gap closed")
         typer.echo(f"optimiser: {result.optimiser}; inner iterations: {result.inner_iterations}")
         typer.echo(f"wrote {out}/result.json, evaluations.csv, best_mu.npy, report.html")
 

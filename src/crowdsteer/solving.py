@@ -27,6 +27,10 @@ class SolveResult:
 
     def summary(self) -> dict[str, Any]:
         s = self.solution
+        if hasattr(self.game, "solve_equilibrium"):  # road networks: no grid fields
+            from crowdsteer.report.network import network_summary
+
+            return network_summary(self.game, s, self.welfare)
         return {
             "exploitability": s.exploitability,
             "exploitability_estimate": s.estimate,  # the learner's own (model-free) view

@@ -27,18 +27,21 @@ travel time (TSTT), tolls and generalised-cost terms excluded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
 from crowdsteer.config_base import Strict
 from crowdsteer.errors import ConfigError
 from crowdsteer.games.base import SparseMoves, power_derivative
+from crowdsteer.games.multiclass import (
+    ClassesView, TravellerClass, block_demand, check_classes, expand,
+)
 from crowdsteer.games.tntp import TntpNetwork, read_net, read_nodes, read_trips
 
 Array = np.ndarray
@@ -53,14 +56,24 @@ class NetworkConfig(Strict):
 
     net: str
     """``_net.tntp`` file (relative to the config file's folder)."""
-    trips: str
-    """``_trips.tntp`` file."""
+    trips: str | None = None
+    """``_trips.tntp`` file (one class of traveller; or give ``classes``)."""
+    classes: Annotated[list[TravellerClass], Field(min_length=1)] | None = None
+    """Several classes of traveller, each with its trips file, weights and PCE
+    (:mod:`crowdsteer.games.multiclass`); instead of ``trips``."""
     node: str | None = None
     """Optional ``_node.tntp`` file: coordinates for the map."""
     toll_weight: NonNegFloat = 0.0
     """Cost units per toll unit in the generalised cost (Chicago Sketch: 0.02 min/cent)."""
     distance_weight: NonNegFloat = 0.0
     """Cost units per length unit (Chicago Sketch: 0.04 min/mile)."""
+
+    @model_validator(mode="after")
+    def _trips_or_classes(self) -> "NetworkConfig":
+        if (self.trips is None) == (self.classes is None):
+            raise ValueError("give exactly one of 'trips' (one class of traveller) and "
+                             "'classes'")
+        return self
 
 
 def _resolve(path: str, base_dir: Path | None) -> Path:
@@ -125,10 +138,10 @@ class NetworkGame:
 
     @property
     def edge_names(self) -> tuple[str, ...]:
-        """``"i->j"`` in the file's 1-based node numbers (``#k`` for parallel links)."""
+        """``"i->j"`` in the file's node ids (``#k`` for parallel links)."""
         names: list[str] = []
         seen: dict[str, int] = {}
-        for i, j in zip(self.net.tail + 1, self.net.head + 1):
+        for i, j in zip(self.net.ids[self.net.tail], self.net.ids[self.net.head]):
             base = f"{i}->{j}"
             seen[base] = seen.get(base, 0) + 1
             names.append(base if seen[base] == 1 else f"{base}#{seen[base]}")
@@ -223,6 +236,148 @@ class NetworkGame:
         return engine(method)(self, toll, relative_gap, max_iterations, progress,
                               system_optimum)
 
+    def system_optimum(self, relative_gap: float = DEFAULT_RELATIVE_GAP,
+                       progress: Any = None, max_iterations: int = 100_000) -> Any:
+        """The system optimum: the link flows of least total travel time (time only, as the
+        welfare objective counts it; the file's tolls and distances do not enter), the
+        equilibrium of the marginal social times ``t + x t'``. Solved once per gap, kept."""
+        cache = self.__dict__.setdefault("_system_optima", {})
+        if relative_gap not in cache:
+            fixed = self.fixed_cost
+            cache[relative_gap] = self.solve_equilibrium(
+                -fixed if np.any(fixed) else None, relative_gap=relative_gap,
+                max_iterations=max_iterations, progress=progress, system_optimum=True)
+        return cache[relative_gap]
+
+    def first_best_tolls(self, relative_gap: float = DEFAULT_RELATIVE_GAP) -> Array:
+        """``(E,)`` tolls (cost units) under which the travellers' equilibrium is the
+        system optimum: the marginal-cost tolls ``x t'(x)`` there (Pigou; Beckmann et al.
+        1956), less the generalised cost's fixed terms (toll and distance weights)."""
+        x = self.system_optimum(relative_gap).flow
+        return x * self.travel_time_derivative(x) - self.fixed_cost
+
+
+@dataclass(frozen=True, eq=False)
+class MultiClassNetworkGame(NetworkGame):
+    """Several classes of traveller on one network (:mod:`crowdsteer.games.multiclass`).
+
+    Vectors the engines and the meta-agent see have ``E = K * links`` entries, class by
+    class (``x[k * links + e]``: class ``k``'s vehicles on link ``e``); ``net`` is the
+    network itself (``links`` links); ``total_flow`` gives the PCE-weighted link flows.
+    Costs are the classes' generalised costs scaled by their PCE (the same choices; a
+    symmetric Jacobian, so the single-class engines apply).
+    """
+
+    classes: ClassesView | None = None
+    first_best_tolls = None  # type: ignore[assignment]  # no system optimum here (yet)
+
+    def __post_init__(self) -> None:
+        K, L = self.classes.K, self.net.E
+        demands = self.classes.demands.copy()
+        for d in demands:
+            np.fill_diagonal(d, 0.0)
+        od = block_demand(demands)
+        object.__setattr__(self, "classes", replace(self.classes, demands=demands))
+        object.__setattr__(self, "demand", od)
+        object.__setattr__(self, "mu0", np.zeros(K * L))
+        object.__setattr__(self, "transition", SparseMoves(
+            np.arange(K * L)[:, None, None], np.ones((K * L, 1, 1))))
+        object.__setattr__(self, "graph", _ClassGraph(expand(self.net, K), od, K))
+        object.__setattr__(self, "_pce", np.repeat(self.classes.pce, L))
+
+    @property
+    def E(self) -> int:
+        return self.classes.K * self.net.E
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.classes.names
+
+    @property
+    def edge_names(self) -> tuple[str, ...]:
+        links = NetworkGame.edge_names.fget(self)  # type: ignore[attr-defined]
+        return tuple(f"{k}:{e}" for k in self.classes.names for e in links)
+
+    def per_class(self, x: Array) -> Array:
+        """``(K, links)`` view of a stacked vector."""
+        return np.asarray(x, dtype=float).reshape(self.classes.K, self.net.E)
+
+    def total_flow(self, x: Array) -> Array:
+        """``(links,)`` PCE-weighted link flows ``X = sum_k pce_k x_k``."""
+        return self.classes.pce @ self.per_class(x)
+
+    @property
+    def fixed_cost(self) -> Array:
+        """``(E,)`` each class's toll and distance terms (unscaled)."""
+        c = self.classes
+        return (c.toll_weight[:, None] * self.net.toll + c.distance_weight[:, None]
+                * self.net.length).ravel()
+
+    def travel_time(self, x: Array) -> Array:
+        """``(E,)`` every class's BPR time on each link, at the PCE-weighted flows."""
+        return np.tile(self.net.travel_time(self.total_flow(x)), self.classes.K)
+
+    def travel_time_derivative(self, x: Array, order: int = 1) -> Array:
+        """``(E,)`` the diagonal ``pce_k^2 t'(X)`` of the scaled costs' Jacobian (what the
+        engines' line searches and curvature estimates use)."""
+        if order != 1:
+            raise ConfigError("learner.solve_for", "the system optimum of several classes "
+                              "is not available; allowed: equilibrium")
+        single = NetworkGame.travel_time_derivative(self, self.total_flow(x))
+        return self._pce ** 2 * np.tile(single, self.classes.K)
+
+    def cost_jacobian(self, x: Array) -> Any:
+        """``u -> J u`` with the scaled costs' full Jacobian ``pce_k pce_j t'(X)``."""
+        L = self.net.E
+        dt = NetworkGame.travel_time_derivative(self, self.total_flow(x))
+        pce = self.classes.pce
+
+        def apply(u: Array) -> Array:
+            return self._pce * np.tile(dt * (pce @ u.reshape(-1, L)), self.classes.K)
+
+        return apply
+
+    def total_travel_time(self, x: Array) -> float:
+        """Total travel time of all vehicles ``sum_k x_k . t(X)``."""
+        return float(np.asarray(x) @ self.travel_time(x))
+
+    def generalised_cost(self, x: Array, toll: Array | None = None) -> Array:
+        """``(E,)`` ``pce_k (t(X) + fixed_k + theta_k)``: class ``k``'s cost scaled by its
+        PCE (divide by it for the cost a vehicle of the class faces)."""
+        c = self.travel_time(x) + self.fixed_cost
+        return self._pce * (c if toll is None else c + toll)
+
+    def reward_vjp(self, t: int, mu_t: Array, g: Array) -> Array:
+        """``g^T d reward / d mu``: ``-D^2 pce_j t'(X) sum_k g_k`` on (class ``j``, link)."""
+        x = self.flows(mu_t)
+        dt = NetworkGame.travel_time_derivative(self, self.total_flow(x))
+        summed = self.per_class(g).sum(axis=0)
+        return -self.D ** 2 * self._pce * np.tile(dt * summed, self.classes.K)
+
+    def equilibrium_vjp(self, solution: Any, theta: Any, g_mu: Array) -> tuple[Array, float]:
+        """As :meth:`NetworkGame.equilibrium_vjp`; a toll ``theta_k`` enters the scaled
+        cost as ``pce_k theta_k``."""
+        g, residual = NetworkGame.equilibrium_vjp(self, solution, theta, g_mu)
+        return g * self._pce, residual
+
+    def system_optimum(self, *args: Any, **kwargs: Any) -> Any:
+        raise ConfigError("learner.solve_for", "the system optimum of several classes is not "
+                          "available; allowed: equilibrium")
+
+    def class_gaps(self, x: Array, toll: Array | None = None) -> Array:
+        """``(K,)`` each class's relative gap ``(c_k . x_k - SPTT_k) / c_k . x_k``, recomputed
+        from the flows (shortest paths on every class's copy of the network)."""
+        c = self.generalised_cost(x, toll)
+        dist = self.graph.distances(c)
+        Z = self.net.zones
+        row_class = self.graph.origins // Z
+        od = self.graph.od  # other classes' zones are unreachable (inf) and have no trips
+        sp = np.bincount(row_class, weights=np.where(od > 0, od * np.where(od > 0, dist, 0),
+                                                     0.0).sum(axis=1),
+                         minlength=self.classes.K)
+        used = (self.per_class(c) * self.per_class(x)).sum(axis=1)
+        return np.where(used > 0, (used - sp) / np.where(used > 0, used, 1.0), 0.0)
+
 
 NETWORK_LEARNERS = ("exact", "routes")
 """Learners that work on road networks (the others simulate states, which a network lacks)."""
@@ -269,12 +424,11 @@ class _Graph:
 
     def __init__(self, net: TntpNetwork, demand: Array) -> None:
         N, Z = net.nodes, net.zones
-        blocked = np.arange(Z) < min(net.first_thru_node - 1, Z)  # zones never passed through
+        blocked = net.blocked  # node ids below <FIRST THRU NODE>: never passed through
         twin = np.full(N, -1)
         twin[np.flatnonzero(blocked)] = N + np.arange(blocked.sum())
         self.n = N + int(blocked.sum())
-        tail = np.where((net.tail < Z) & blocked[np.minimum(net.tail, Z - 1)],
-                        twin[net.tail], net.tail)
+        tail = np.where(blocked[net.tail], twin[net.tail], net.tail)
         self.tail, self.head = tail, net.head.copy()
         self.origins = np.flatnonzero(demand.sum(axis=1) > 0)  # zones with trips out
         self.source = np.where(twin[self.origins] >= 0, twin[self.origins], self.origins)
@@ -361,26 +515,78 @@ class _Graph:
         return y, sptt, dist[:, :self.Z]
 
 
+class _ClassGraph(_Graph):
+    """The graph of ``K`` copies of a network: a class's zones are never reachable from
+    another class's origins, and no trips go there; their distances read 0 (not inf), so
+    that sums of trips times distances stay finite."""
+
+    def __init__(self, net: TntpNetwork, demand: Array, K: int) -> None:
+        super().__init__(net, demand)
+        Z = net.zones // K
+        self._other = (self.origins[:, None] // Z) != (np.arange(net.zones)[None, :] // Z)
+
+    def shortest_paths(self, cost: Array) -> tuple[Array, Array]:
+        dist, pred = super().shortest_paths(cost)
+        dist[:, :self.Z][self._other] = 0.0
+        return dist, pred
+
+
 def build_network(cfg: NetworkConfig, base_dir: Path | None = None,
                   field_name: str = "game.network") -> NetworkGame:
     """Read the files, check every pair with trips can reach its destination."""
     net = read_net(_resolve(cfg.net, base_dir), f"{field_name}.net")
-    trips_path = _resolve(cfg.trips, base_dir)
-    trips = read_trips(trips_path, net.zones, f"{field_name}.trips")
+    if cfg.classes is not None:
+        check_classes(cfg.classes, field_name)
+        fields = [f"{field_name}.classes.{k}.trips" for k in range(len(cfg.classes))]
+        paths = [_resolve(c.trips, base_dir) for c in cfg.classes]
+    else:
+        fields, paths = [f"{field_name}.trips"], [_resolve(cfg.trips, base_dir)]
+    all_trips = [read_trips(p, net, f) for p, f in zip(paths, fields)]
+    zone_ids = np.unique(np.concatenate([t.zone_ids for t in all_trips]))
+    net = net.with_zones(zone_ids)  # zones: the nodes the trips files name, first
+    demands = np.stack([_on_zones(t, zone_ids) for t in all_trips])
+    _check_graph_size(net, demands.sum(axis=0), fields[0], len(all_trips))
     coords = None
     if cfg.node is not None:
-        coords = read_nodes(_resolve(cfg.node, base_dir), net.nodes, f"{field_name}.node")
-    game = NetworkGame(net, trips.demand, cfg.toll_weight, cfg.distance_weight, coords,
-                       trips_path)
+        coords = read_nodes(_resolve(cfg.node, base_dir), net, f"{field_name}.node")
+    if cfg.classes is None:
+        game = NetworkGame(net, demands[0], cfg.toll_weight, cfg.distance_weight, coords,
+                           paths[0])
+    else:
+        view = ClassesView(tuple(c.name for c in cfg.classes),
+                           np.array([c.weight_of_toll for c in cfg.classes]),
+                           np.array([c.distance_weight for c in cfg.classes]),
+                           np.array([c.pce for c in cfg.classes]), demands)
+        game = MultiClassNetworkGame(net, demands[0], 0.0, 0.0, coords, paths[0],
+                                     classes=view)
     if game.D <= 0:
-        raise ConfigError(f"{field_name}.trips", f"{trips_path}: no trips between distinct "
-                          "zones")
+        raise ConfigError(fields[0], f"{paths[0]}: no trips between distinct zones")
     dist = game.graph.distances(game.generalised_cost(np.zeros(game.E)))
     bad = np.argwhere(~np.isfinite(dist) & (game.graph.od > 0))
     if bad.size:
-        o, d = game.graph.origins[bad[0, 0]] + 1, bad[0, 1] + 1
-        line = trips.origin_line.get(int(o))
-        where = f"{trips_path}" + (f", line {line}" if line else "")
-        raise ConfigError(f"{field_name}.trips", f"{where}: origin {o} has trips to {d}, "
+        origin = game.graph.origins[bad[0, 0]]
+        k = int(origin // net.zones) if cfg.classes is not None else 0
+        o, d = net.ids[origin % net.zones], net.ids[bad[0, 1] % net.zones]
+        line = all_trips[k].origin_line.get(int(o))
+        where = f"{paths[k]}" + (f", line {line}" if line else "")
+        raise ConfigError(fields[k], f"{where}: origin {o} has trips to {d}, "
                           f"which no path reaches ({len(bad)} such pairs)")
     return game
+
+
+def _on_zones(trips: Any, zone_ids: Array) -> Array:
+    """A trips file's ``(Z, Z)`` demand on the union of the zones ``zone_ids``."""
+    idx = np.searchsorted(zone_ids, trips.zone_ids)
+    out = np.zeros((zone_ids.shape[0], zone_ids.shape[0]))
+    out[np.ix_(idx, idx)] = trips.demand
+    return out
+
+
+def _check_graph_size(net: TntpNetwork, demand: Array, field: str, K: int = 1) -> None:
+    """Refuse, before allocating, a network whose shortest-path trees cannot fit: each
+    origin keeps distances, predecessors and loads over every node (about 40 bytes each)."""
+    from crowdsteer.guards import check_memory
+
+    origins = int(np.count_nonzero(demand.sum(axis=1) > 0))
+    check_memory(40.0 * K * origins * K * (net.nodes + net.zones), field,
+                 f"{origins:,} origins over {net.nodes:,} nodes", "use fewer zones")

@@ -80,6 +80,10 @@ class ExactConfig(Strict):
     relative_gap: Annotated[float, Field(gt=0, lt=1)] | None = None
     """Road networks (``routing`` with ``network:``): stop at this relative gap (default
     1e-6); ``tolerance`` and ``learning_rate`` do not apply there."""
+    solve_for: Literal["equilibrium", "system_optimum"] = "equilibrium"
+    """Road networks: the travellers' (Wardrop) equilibrium, or the system optimum (the
+    flows of least total travel time, what ``crowdsteer solve`` can write to compare
+    with); other games: ``equilibrium`` only."""
 
 
 NETWORK_METHODS = ("bush", "bfw", "gradient_projection")
@@ -126,6 +130,14 @@ class ExactSolver:
               progress: Progress | None = None, init: Solution | None = None) -> Solution:
         """Solve to ``tolerance``; ``init`` warm-starts from an earlier solution (same shape)."""
         cfg = self.config
+        if cfg.solve_for == "system_optimum":
+            if not hasattr(game, "system_optimum"):
+                raise ConfigError("learner.solve_for", "system_optimum applies to road "
+                                  "networks (routing with network:); allowed here: equilibrium")
+            if theta is not None:
+                raise ConfigError("learner.solve_for", "the system optimum takes no tolls; "
+                                  "allowed with a modifier: equilibrium")
+            return game.system_optimum(cfg.relative_gap or 1e-6, progress, cfg.max_iterations)
         if hasattr(game, "solve_equilibrium"):  # road networks: the link-based engine
             if cfg.method not in ("auto",) + NETWORK_METHODS:
                 raise ConfigError("learner.method", f"{cfg.method} does not run on road "

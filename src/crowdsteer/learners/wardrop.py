@@ -68,6 +68,8 @@ class NetworkSolution(Solution):
     """``(E,)`` the tolls solved under (``None``: none)."""
     paths: Any = field(default=None, repr=False, compare=False)
     """The used paths and their flows (:class:`PathSet`; path-based engine only)."""
+    system_optimum: bool = False
+    """Solved for the system optimum (``cost`` then holds the marginal social costs)."""
 
     def network_summary(self) -> dict[str, float]:
         """The fields ``summary.json`` adds for a network."""
@@ -210,7 +212,7 @@ def _solution(game: NetworkGame, x: Array, toll: Array | None, gap: float, k: in
         pi=np.ones((1, game.E, 1)), mu=(x / D)[None], exploitability=max(gap, 0.0) * total / D,
         iterations=k, seconds=seconds, converged=converged, history=np.asarray(history),
         flow=x, cost=c, relative_gap=float(gap), total_travel_time=game.total_travel_time(x),
-        total_cost=total, toll=toll, paths=paths)
+        total_cost=total, toll=toll, paths=paths, system_optimum=system_optimum)
 
 
 
@@ -285,12 +287,15 @@ def _basic(paths: PathSet, C: Array, best: Array, K: int) -> Array:
     return basic[paths.od]
 
 
-def _reduced_hessian(paths: PathSet, b: Array, dc: Array, free: Array) -> Any:
+def _reduced_hessian(paths: PathSet, b: Array, dc: Any, free: Array) -> Any:
     """``v -> H v``: the Hessian of the potential in the moves ``v_p`` (off path ``p``, onto
     its pair's basic path ``b(p)``) of the ``free`` paths, ``H = G^T diag(c') G`` with
-    ``G = Delta_p - Delta_b`` (zero outside ``free``)."""
+    ``G = Delta_p - Delta_b`` (zero outside ``free``); ``dc`` may instead be the
+    Jacobian's product ``u -> J u`` (several classes sharing links)."""
+    jac = dc if callable(dc) else (lambda u: dc * u)
+
     def H(v: Array) -> Array:
-        return _g_transpose(paths, b, free, dc * _g(paths, b, v))
+        return _g_transpose(paths, b, free, jac(_g(paths, b, v)))
 
     return H
 
@@ -469,7 +474,8 @@ def equilibrium_vjp(game: NetworkGame, solution: NetworkSolution, toll: Array | 
     idx = np.flatnonzero(free)
     if idx.size == 0:  # one path per pair: tolls move no flow
         return np.zeros(game.E), 0.0
-    H = _reduced_hessian(paths, b, dc, free)
+    jacobian = getattr(game, "cost_jacobian", None)  # several classes: not diagonal
+    H = _reduced_hessian(paths, b, dc if jacobian is None else jacobian(x), free)
 
     def on_free(v: Array) -> Array:
         full = np.zeros(paths.P)

@@ -76,6 +76,9 @@ class RunResult:
     """Finished evaluations whose inner loop reached its tolerance (failed ones excluded)."""
     require_convergence: bool = True
     """Whether only converged evaluations could be the best (``optimiser.require_convergence``)."""
+    network: dict[str, Any] | None = None
+    """Road networks: TSTT without tolls, with the best and at the system optimum, the
+    share of the UE-to-SO gap closed (:func:`crowdsteer.report.network.run_outputs`)."""
 
 
 def finish(s: Setup, study: optuna.Study, out: Path | None, constrained: bool,
@@ -113,6 +116,13 @@ def finish(s: Setup, study: optuna.Study, out: Path | None, constrained: bool,
                        inner, s.optimiser.name,
                        tuple(float(t.user_attrs.get("seconds") or 0.0) for t in finished(study)),
                        warm_start, converged_count(study)[0], required)
+    if hasattr(s.game, "solve_equilibrium"):  # road networks: the SO and the gap closed
+        import dataclasses
+
+        from crowdsteer.report.network import run_outputs
+
+        result = dataclasses.replace(result, network=run_outputs(
+            s, np.asarray(best.w), shown(mu_base), shown(mu_best), best.exploitability, out))
     faults.point("finish")
     if out is not None:
         g = s.game
@@ -233,4 +243,5 @@ def result_json(s: Setup, r: RunResult) -> dict[str, Any]:
         "warm_start": r.warm_start,
         "converged_evaluations": r.converged_evaluations,
         "require_convergence": r.require_convergence,
+        **({"network": r.network} if r.network is not None else {}),
     }

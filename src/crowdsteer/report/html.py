@@ -323,11 +323,13 @@ def write_report(run_dir: Path) -> Path:
     in place of its figure rather than stopping the report.
     """
     run = read_run(run_dir)
-    sections: list[str] = [_header(run)]
+    roads = (Path(run_dir) / "network.npz").is_file()  # a road network: maps, no grid panels
+    sections: list[str] = [_header(run, roads)]
     with tempfile.TemporaryDirectory(prefix="crowdsteer-report-") as tmp:
         figure = _Figures(Path(tmp))
-        sections += [s for s in (_distributions(run, figure), _trace(run, figure),
-                                 _modifier(run, figure),
+        grids = (None, None) if roads else (_distributions(run, figure),
+                                            _modifier(run, figure))
+        sections += [s for s in (grids[0], _trace(run, figure), grids[1],
                                  "" if any(p.endswith(ROAD + " is left out") for p in run.problems)
                                  else network_section(run_dir, figure),
                                  _failures(run), _config(run), _problems(run)) if s]
@@ -360,7 +362,7 @@ class _Figures:
 # ------------------------------------------------------------------------------- sections
 
 
-def _header(run: SavedRun) -> str:
+def _header(run: SavedRun, roads: bool = False) -> str:
     r = run.result
     obj = _dict(r.get("objective"))
     name, direction = str(obj.get("name", "?")), str(obj.get("direction", "minimize"))
@@ -379,6 +381,8 @@ def _header(run: SavedRun) -> str:
 
     rows = [(f"objective J ({name})", direction, base.get("objective"), best.get("objective"))]
     rows += [(m, d, base.get(m), best.get(m)) for m, d in METRICS if (m in base or m in best)
+             # road networks: no KL, and the worst-off pair's time is not a report row
+             and not (roads and m in ("kl", "maxmin"))
              # J is often the metric itself: one row is enough
              and not (m == name and base.get(m) == base.get("objective")
                       and best.get(m) == best.get("objective"))]

@@ -164,7 +164,8 @@ def best_so_far(J: Array, direction: str) -> Array:
 def objective_trace(J: Array, path: Path, direction: str, ylabel: str,
                     baseline: float | None = None, floor: float | None = None,
                     best_index: int | None = None, logy: bool = False,
-                    title: str | None = None) -> Path:
+                    title: str | None = None,
+                    floor_label: str = "N iid agents from the target") -> Path:
     """Each evaluation's ``J`` as a point and the best so far as a line, against evaluation 1..n.
 
     Parameters
@@ -193,7 +194,7 @@ def objective_trace(J: Array, path: Path, direction: str, ylabel: str,
     if baseline is not None and np.isfinite(baseline):
         ax.axhline(baseline, ls=":", lw=1.4, color="tab:gray", label="baseline (w = 0)")
     if floor is not None and np.isfinite(floor):
-        ax.axhline(floor, ls="--", lw=1.2, color="tab:red", label="N iid agents from the target")
+        ax.axhline(floor, ls="--", lw=1.2, color="tab:red", label=floor_label)
     if best_index is not None and 0 <= best_index < J.size and ok[best_index]:
         ax.plot([x[best_index]], [J[best_index]], "*", ms=13, color="tab:orange", mec="black",
                 mew=0.6, label="best", zorder=5)
