@@ -16,9 +16,6 @@ module with the engine signature ``(game, toll, relative_gap, max_iterations, pr
 system_optimum)``, so a new engine is checked as soon as it exists.
 """
 
-import importlib
-import inspect
-import pkgutil
 from pathlib import Path
 
 import numpy as np
@@ -26,29 +23,16 @@ import pytest
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
-import crowdsteer.learners
 from crowdsteer.games.tntp import read_trips
 from crowdsteer.learners.wardrop import bfw, gradient_projection
 from tests.test_network import network, small, write_trips
 
-ENGINE_PARAMETERS = ["game", "toll", "relative_gap", "max_iterations", "progress",
-                     "system_optimum"]
-
-
 def engines():
-    """``{name: function}``: the network engines of every learners module."""
-    found = {}
-    for info in pkgutil.iter_modules(crowdsteer.learners.__path__):
-        source = Path(crowdsteer.learners.__path__[0]) / f"{info.name}.py"
-        if not source.exists() or "system_optimum" not in source.read_text():
-            continue  # skip modules that cannot hold one (and their heavy imports)
-        module = importlib.import_module(f"crowdsteer.learners.{info.name}")
-        for name, f in vars(module).items():
-            if (inspect.isfunction(f) and f.__module__ == module.__name__
-                    and not name.startswith("_")
-                    and list(inspect.signature(f).parameters)[:6] == ENGINE_PARAMETERS):
-                found[name] = f
-    return found
+    """``{name: function}``: every engine road networks can be solved with (the registry
+    ``wardrop.METHODS`` that ``learner.method`` names), so a new one is tested here too."""
+    from crowdsteer.learners.wardrop import METHODS
+
+    return dict(METHODS)
 
 
 ENGINES = engines()

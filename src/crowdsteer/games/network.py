@@ -233,6 +233,13 @@ class NetworkGame:
             e = int(np.argmin(free))
             raise ConfigError("modifier.bounds", f"a subsidy makes link {self.edge_names[e]} "
                               f"cost {free[e]:.3g} < 0 at free flow; allowed: costs >= 0")
+        if getattr(self, "classes", None) is not None:  # several classes: link engines
+            if method == "bush":
+                raise ConfigError("learner.method", "bush solves one class of traveller; "
+                                  "allowed with classes: auto, bfw, gradient_projection")
+            if method == "auto":  # the measured rule of one class before the bush engine
+                many = int(np.count_nonzero(self.demand)) > MULTICLASS_PATH_PAIRS
+                method = "bfw" if many and relative_gap >= 1e-6 else "gradient_projection"
         return engine(method)(self, toll, relative_gap, max_iterations, progress,
                               system_optimum)
 
@@ -377,6 +384,11 @@ class MultiClassNetworkGame(NetworkGame):
                          minlength=self.classes.K)
         used = (self.per_class(c) * self.per_class(x)).sum(axis=1)
         return np.where(used > 0, (used - sp) / np.where(used > 0, used, 1.0), 0.0)
+
+
+MULTICLASS_PATH_PAIRS = 20_000
+"""Above this many OD pairs (all classes), ``auto`` solves several classes by bi-conjugate
+Frank-Wolfe at loose gaps (gradient projection's iterations cost ~ its used paths)."""
 
 
 NETWORK_LEARNERS = ("exact", "routes")
