@@ -161,8 +161,13 @@ def measured(s: Setup, w: Array, repeat: int,
     if required is None:
         required = sol.mu_sample is None  # the exact learner (model-free: see the field)
     if required and not sol.converged:
-        raise DivergenceError(f"no convergence within max_iterations = {sol.iterations} "
-                              f"(exploitability {sol.exploitability:.3g})")
+        cfg = s.config["learner"]
+        cap = getattr(cfg, "max_iterations", sol.iterations)
+        tol = getattr(cfg, "tolerance", None)
+        above = "" if tol is None else f" above tolerance {tol:g}"
+        raise DivergenceError(f"no convergence within max_iterations = {cap} (stopped at "
+                              f"{sol.iterations}: exploitability {sol.exploitability:.3g}"
+                              f"{above})")
     sample = Sample(m.objective, m.kl, m.welfare, m.maxmin, sol.exploitability,
                     net_transfer(s.game, sol, theta), time.perf_counter() - start,
                     sol.converged, sol.iterations)

@@ -14,7 +14,8 @@ from crowdsteer.learners.base import Solution
 from crowdsteer.errors import CrowdsteerError
 from crowdsteer.metaagent.evaluation import Outcome, Setup, evaluate_once, solve_at
 from crowdsteer.metaagent.study import (
-    baseline_trial, best_trial_of, evaluation_number, finished, history as run_history,
+    baseline_trial, best_trial_of, evaluation_number, failures, finished,
+    history as run_history,
     outcome,
     write_evaluations,
 )
@@ -69,6 +70,9 @@ class RunResult:
     warm_start: dict[str, Any] | None = None
     """The mean-field warm start, when one ran: ``{w, objective, baseline, temperature,
     evaluations, seconds, radius}`` (J values of the exact learner)."""
+    session_seconds: float = 0.0
+    """Wall-clock seconds of this session; ``seconds`` counts every session of a resumed
+    run."""
 
 
 def finish(s: Setup, study: optuna.Study, out: Path | None, constrained: bool,
@@ -112,8 +116,10 @@ def finish(s: Setup, study: optuna.Study, out: Path | None, constrained: bool,
         rundir.save_npy(out / "best_theta.npy", grid(g, np.asarray(s.modifier.field(np.asarray(best.w)))))
         if s.objective.target is not None:
             rundir.save_npy(out / "target.npy", grid(g, s.objective.target))
+        failed, first_failure = failures(study)
         rundir.write_json(out / "result.json", {**result_json(s, result),
-                                                "optimiser_reason": optimiser_reason})
+                                                "optimiser_reason": optimiser_reason,
+                                                "failed": failed, "first_failure": first_failure})
         write_evaluations(study, n, out / "evaluations.csv")
         if hasattr(g, "solve_equilibrium"):  # road networks: what the report's maps need
             from crowdsteer.report.network import save_network
@@ -167,7 +173,8 @@ def at_mean_field(s: Setup, w: Array) -> dict[str, Any] | None:
 def summary(o: Outcome) -> dict[str, Any]:
     return {"w": o.w, "objective": o.objective, "objective_std": o.objective_std, "kl": o.kl,
             "welfare": o.welfare, "maxmin": o.maxmin, "exploitability": o.exploitability,
-            "net_transfer": o.net_transfer, "seconds": o.seconds}
+            "net_transfer": o.net_transfer, "seconds": o.seconds,
+            **({"diagnostics": o.diagnostics} if o.diagnostics else {})}
 
 
 def result_json(s: Setup, r: RunResult) -> dict[str, Any]:
