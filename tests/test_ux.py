@@ -293,3 +293,43 @@ def test_piped_run_prints_progress_lines_and_a_resumed_run_counts_all_its_time(t
     assert r.returncode == 0, r.stderr
     total = json.loads((tmp_path / "run" / "result.json").read_text())["seconds"]
     assert total > first and "in this session" in r.stdout
+
+
+# ------------------------------------------------------------------- examples
+
+PUBLIC_MODULES = {"crowdsteer": set(crowdsteer.__all__),
+                  "crowdsteer.envs": {"parallel_env", "vector_env", "modify_rewards"}}
+"""What an example may import: ``crowdsteer.__all__`` and the documented env adapters."""
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.py")), ids=lambda p: p.name)
+def test_examples_use_only_public_names(path):
+    import ast
+
+    used = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("crowdsteer"):
+            used += [(node.module, a.name) for a in node.names]
+        elif isinstance(node, ast.Import):
+            used += [(a.name, None) for a in node.names if a.name.startswith("crowdsteer")]
+        elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+              and node.value.id == "crowdsteer"):
+            used.append(("crowdsteer", node.attr))
+    assert used, "an example that uses nothing of crowdsteer?"
+    private = [(m, n) for m, n in used if m not in PUBLIC_MODULES
+               or (n is not None and n not in PUBLIC_MODULES[m])]
+    assert not private, f"{path.name} imports internal names: {private}"
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.py")), ids=lambda p: p.name)
+def test_examples_import_and_run_small(path, monkeypatch, tmp_path):
+    import importlib.util
+
+    pytest.importorskip("pettingzoo")
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, path.stem, module)  # dataclasses look it up
+    spec.loader.exec_module(module)
+    result = module.main(["--evaluations", "2", "--agents", "20", "--episodes", "20",
+                          "--out", str(tmp_path / "run")])
+    assert result.evaluations == 3 and (tmp_path / "run" / "report.html").is_file()

@@ -116,6 +116,9 @@ def finish(s: Setup, study: optuna.Study, out: Path | None, constrained: bool,
         rundir.save_npy(out / "best_theta.npy", grid(g, np.asarray(s.modifier.field(np.asarray(best.w)))))
         if s.objective.target is not None:
             rundir.save_npy(out / "target.npy", grid(g, s.objective.target))
+        from crowdsteer.report.labels import save_labels
+
+        save_labels(out, s.config, g, n, mu_base.mu, grid)  # names the report shows
         failed, first_failure = failures(study)
         rundir.write_json(out / "result.json", {**result_json(s, result),
                                                 "optimiser_reason": optimiser_reason,
