@@ -3,13 +3,15 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: install demo test test-fast bench bench-peers clean
+.PHONY: install demo test test-fast bench bench-peers clean browser
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,ray]'
+	# PyTorch's CPU index: its Linux torch is 2.13.0+cpu, PyPI's the CUDA build (GBs of nvidia-*)
+	$(BIN)/pip install --quiet -c constraints.txt --extra-index-url $(TORCH_INDEX) -e '.[test,ray]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -17,8 +19,15 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/crowdsteer run examples/oneshot.yaml --out runs/oneshot --force
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+
+# Headless Chromium for tests/test_report_browser.py (skipped without it): installed when
+# apt-get is there and we are root (once; about 2-5 min, 113 MB), else the test says why it skips.
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "no chromium: tests/test_report_browser.py will be skipped"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

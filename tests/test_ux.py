@@ -333,3 +333,66 @@ def test_examples_import_and_run_small(path, monkeypatch, tmp_path):
     result = module.main(["--evaluations", "2", "--agents", "20", "--episodes", "20",
                           "--out", str(tmp_path / "run")])
     assert result.evaluations == 3 and (tmp_path / "run" / "report.html").is_file()
+
+
+# ------------------------------------------------------------------- plots
+
+def test_the_search_plot_draws_trial_k_at_k(monkeypatch, tmp_path):
+    from crowdsteer.report import plots
+
+    drawn = {}
+
+    def keep(fig, path):
+        ax = fig.axes[0]
+        drawn.update({line.get_label(): line.get_xydata() for line in ax.get_lines()})
+        drawn["xlabel"] = ax.get_xlabel()
+        plots.plt.close(fig)
+        return path
+
+    monkeypatch.setattr(plots, "_save", keep)
+    J = np.array([3.0, 2.0, np.nan, 1.0, 1.5])
+    plots.objective_trace(J, tmp_path / "x.png", "minimize", "J", best_index=3,
+                          trials=np.arange(5))
+    # the star of "best trial 3" sits at x = 3, the baseline (trial 0) at x = 0
+    assert drawn["best"].tolist() == [[3.0, 1.0]]
+    assert drawn["evaluation"][:, 0].tolist() == [0, 1, 3, 4]
+    assert drawn["xlabel"].startswith("trial")
+
+
+@pytest.mark.parametrize("order, per_step", [(0, False), (2, False), (3, True)])
+def test_power_series_weights_are_named_by_their_terms(order, per_step):
+    from crowdsteer.config import build, build_game
+    from crowdsteer.modifiers.base import grid_coords, scaled
+    from crowdsteer.report.labels import weight_names
+
+    cfg = crowdsteer.load_config({**SMALL, "modifier": {"name": "power_series", "order": order,
+                                                        "per_step": per_step}})
+    game = build_game(cfg)
+    modifier = build(cfg, "modifier", game=game)
+    names = weight_names(cfg, game, modifier.n_params)
+    assert len(names) == modifier.n_params
+    rows, cols = grid_coords(game)
+    u, v = scaled(cols), scaled(rows)
+    for k, name in enumerate(names[:modifier.features.shape[1]]):
+        term = name.split(": ")[-1]
+        # independent: evaluate the name itself as u^p v^q on the grid
+        value = np.ones(game.S)
+        for factor in term.split():
+            if factor != "1":
+                base, _, power = factor.partition("^")
+                value = value * {"u": u, "v": v}[base] ** int(power or 1)
+        np.testing.assert_allclose(np.asarray(modifier.features[:, k].todense()).ravel()
+                                   if hasattr(modifier.features, "todense")
+                                   else modifier.features[:, k], value, atol=1e-12)
+    if per_step:
+        assert names[0].startswith("t=1: ") and names[-1].startswith(f"t={game.T}: ")
+
+
+def test_concentrated_mass_gets_a_log_scale():
+    from crowdsteer.report.plots import choose_scale
+
+    crowd = np.full((10, 100, 100), 1e-7)
+    crowd[:, 50, 50] = 1.0  # almost all of it in one cell of each step
+    assert choose_scale(crowd) == "log"
+    assert choose_scale(np.random.default_rng(0).uniform(size=(2, 8, 8))) == "linear"
+    assert choose_scale(np.array([-1.0, 0.0, 5.0])) == "linear"  # signed: not a log scale

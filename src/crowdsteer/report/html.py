@@ -522,6 +522,19 @@ def _modifier(run: SavedRun, figure: _Figures) -> str:
     times = plots.select_times(T, MAX_COLUMNS)
     note = "" if len(times) == T else f" Showing {len(times)} of {T} steps, evenly spaced."
 
+    names = run.labels.get("states")
+    if np.ndim(theta) == 2 and names is not None and len(names) == np.shape(theta)[1]:
+        steps = plots.select_times(T, 6)  # not a grid: bars named by the states
+
+        def draw(path: Path) -> Path:
+            return plots.bar_chart([(f"t = {t + 1}", theta[t]) for t in steps], names, path,
+                                   ylabel="paid on landing (reward units)",
+                                   title="Theta at the best w")
+
+        return ("<section><h2>The reward modifier</h2><p>What an agent is paid on landing "
+                "in each state at the best w (negative: a toll).</p>"
+                + figure(draw, "bar chart of the modifier") + "</section>")
+
     def draw(path: Path) -> Path:
         return plots.modifier_heatmap(theta, path, title="Theta at the best w", times=times)
 
@@ -581,6 +594,8 @@ def _fmt(x: Any) -> str:
     if isinstance(x, (int, np.integer)):
         return str(int(x))
     v = _to_float(x)
+    if v != 0 and abs(v) < 1e-100:  # e.g. J = -1.7e-260 on spectrum: zero, said plainly
+        return f"0 ({v:.2g})"
     return f"{v:.5g}" if math.isfinite(v) else "n/a"
 
 
