@@ -396,3 +396,13 @@ def test_concentrated_mass_gets_a_log_scale():
     assert choose_scale(crowd) == "log"
     assert choose_scale(np.random.default_rng(0).uniform(size=(2, 8, 8))) == "linear"
     assert choose_scale(np.array([-1.0, 0.0, 5.0])) == "linear"  # signed: not a log scale
+
+
+def test_check_piped_prints_whole_columns_a_verdict_each_and_why_a_network_is_not_checked():
+    r = cli("check", EXAMPLES / "siouxfalls_tolls.yaml", EXAMPLES / "pigou.yaml",
+            "--samples", "1")
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if "examples/" in line and "│" in line]
+    assert len(rows) == 2 and "…" not in r.stdout  # nothing cut at 80 columns
+    assert "pass (continuity only *)" in rows[0] and rows[1].rstrip(" │").endswith("pass")
+    assert "Beckmann's potential" in r.stdout and "2 of 2 passed" in r.stdout

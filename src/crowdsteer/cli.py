@@ -230,7 +230,8 @@ def check(
                 unchecked.append(str(path))
             table.add_row(Text(str(path)), Text(r.game), Text(r.modifier),
                           "not checked *" if r.lemma1 is None else f"{r.lemma1:.2e}",
-                          f"{r.lemma1_scale:.3g}", f"{r.lipschitz:.3g}",
+                          "-" if r.lemma1 is None else f"{r.lemma1_scale:.3g}",
+                          f"{r.lipschitz:.3g}",
                           "yes" if r.shrinks else "[red]NO[/red]", verdict)
         # the terminal's width on a terminal; piped or redirected, whole columns
         out = Console() if sys.stdout.isatty() else Console(width=400, soft_wrap=True)
