@@ -87,6 +87,18 @@ def test_on_error_raise_stops_the_run_after_recording_the_failure(tmp_path):
     assert all(row["state"] == "COMPLETE" for row in rows[:-1])
 
 
+def test_a_failure_in_a_worker_process_keeps_its_traceback(tmp_path):
+    from crowdsteer.metaagent.byo import RemoteTraceback
+
+    with pytest.raises(ValueError, match="boom") as info:
+        optimise(fails_right_of_half, 2, optimiser={"name": "random", "evaluations": 12},
+                 out=tmp_path / "run", seed=1, on_error="raise",
+                 executor={"name": "local", "workers": 1})
+    cause = info.value.__cause__
+    assert isinstance(cause, RemoteTraceback) and "fails_right_of_half" in str(cause)
+    assert "fails_right_of_half" in (tmp_path / "run" / "run.log").read_text()
+
+
 def test_the_convergence_error_names_the_configured_cap():
     cfg = {**SMALL, "learner": {**SMALL["learner"], "max_iterations": 3,
                                 "tolerance": 1e-14, "method": "omd"},
@@ -280,6 +292,7 @@ def test_version():
     assert r.returncode == 0 and r.stdout.strip() == f"crowdsteer {crowdsteer.__version__}"
 
 
+@pytest.mark.slow
 def test_piped_run_prints_progress_lines_and_a_resumed_run_counts_all_its_time(tmp_path):
     cfg = {**SMALL, "optimiser": {"name": "random", "evaluations": 6}}
     path = tmp_path / "c.json"
