@@ -419,3 +419,22 @@ def test_check_piped_prints_whole_columns_a_verdict_each_and_why_a_network_is_no
     assert len(rows) == 2 and "…" not in r.stdout  # nothing cut at 80 columns
     assert "pass (continuity only *)" in rows[0] and rows[1].rstrip(" │").endswith("pass")
     assert "Beckmann's potential" in r.stdout and "2 of 2 passed" in r.stdout
+
+
+def test_best_weights_at_a_bound_are_named_at_the_end_of_the_run(tmp_path):
+    # the target is far from where the agents like to be: a box of +-0.05 is too small,
+    # and the gradient optimiser presses the weights against it
+    cfg = {**SMALL, "modifier": {"name": "power_series", "order": 1, "bounds": [-0.05, 0.05]},
+           "optimiser": {"name": "gradient", "evaluations": 4}}
+    said: list[str] = []
+    result = crowdsteer.run(cfg, tmp_path / "run", log=said.append)
+    w = np.array(result.best.w)
+    at = np.isclose(np.abs(w), 0.05, atol=1e-3)
+    assert at.any()
+    names = ["1", "u", "v"]
+    line = next(s for s in said if "at a bound" in s)
+    assert line.startswith(f"{at.sum()} of 3 best weights sit at a bound of [-0.05, 0.05] "
+                           f"({', '.join(n for n, a in zip(names, at) if a)})")
+    assert line in (tmp_path / "run" / "run.log").read_text()
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert f"{at.sum()} of 3 weights sit at a bound" in page

@@ -20,7 +20,8 @@ from crowdsteer.metaagent.loop import Problem, drive
 from crowdsteer.metaagent.results import RunResult, summary
 from crowdsteer.metaagent.runner import check_out, note
 from crowdsteer.metaagent.study import (
-    ELAPSED, Clock, baseline_trial, begin, best_trial_of, evaluation_number, failure_note, failures, history as run_history,
+    ELAPSED, Clock, baseline_trial, begin, best_trial_of, evaluation_number, failure_note,
+    failures, history as run_history,
     outcome, reason, storage_errors, storage_for,
 )
 from crowdsteer.optimisers import OptimiserConfig

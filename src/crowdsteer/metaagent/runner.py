@@ -137,9 +137,11 @@ def run(config: Config | dict | str | Path, out: Path | str | None = None, resum
                         clock.total(), why, warm)
         study.set_user_attr(ELAPSED, clock.total())  # a later --resume adds to it
         result = dataclasses.replace(result, session_seconds=clock.session())
-        failed = failure_note(study)
-        if failed is not None:
-            note(out, log, failed)
+        from crowdsteer.report.labels import bound_note
+
+        for line in (failure_note(study), bound_note(config, s.game, result.best.w)):
+            if line is not None:
+                note(out, log, line)
         return result
 
 

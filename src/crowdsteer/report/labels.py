@@ -83,6 +83,38 @@ def _per_step(names: list[str], n: int, game: Any) -> list[str] | None:
     return None
 
 
+def at_bound(w: Array, bounds: Any, tol: float = 0.01) -> Array:
+    """``(d,)`` bool: weights within ``tol`` of the box's width from a bound other than 0 (a
+    bound at 0, as for tolls, is "no modifier", not a limit the search ran into).
+
+    >>> at_bound(np.array([-3.0, 0.5, 2.99]), (-3, 3)).tolist()
+    [True, False, True]
+    >>> at_bound(np.array([0.0, 2.0]), (0, 2)).tolist()
+    [False, True]
+    """
+    w = np.asarray(w, dtype=float)
+    if bounds is None:
+        return np.zeros(w.shape, bool)
+    lo, hi = float(bounds[0]), float(bounds[1])
+    eps = tol * (hi - lo)
+    return ((w <= lo + eps) & (lo != 0)) | ((w >= hi - eps) & (hi != 0))
+
+
+def bound_note(config: Any, game: Any, w: Any) -> str | None:
+    """One line naming the best weights that sit at a (non-zero) bound, or ``None``."""
+    bounds = getattr(config["modifier"], "bounds", None)
+    w = np.asarray(w, dtype=float)
+    at = at_bound(w, bounds)
+    if not at.any():
+        return None
+    names = weight_names(config, game, w.size) or [f"w_{i}" for i in range(w.size)]
+    hit = [n for n, a in zip(names, at) if a]
+    more = ", ..." if len(hit) > 6 else ""
+    return (f"{len(hit)} of {w.size} best weights sit at a bound of "
+            f"[{bounds[0]:g}, {bounds[1]:g}] ({', '.join(hit[:6])}{more}): the best w may "
+            "lie outside the box; widen modifier.bounds to look there")
+
+
 def intrinsic_reward(game: Any, mu: Array) -> tuple[Array, str]:
     """``(T, S)``: the crowd's desirability ``d`` where the game has one, else the landing
     reward ``r_t(s; mu_t)`` at the given mean field (the agents left alone)."""

@@ -14,6 +14,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from crowdsteer.report.labels import at_bound  # noqa: E402
+
 Array = np.ndarray
 
 
@@ -200,23 +202,6 @@ def weight_bars(w: Array, names: Sequence[str], path: Path, bounds: Sequence[flo
         ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
-
-
-def at_bound(w: Array, bounds: Sequence[float] | None, tol: float = 0.01) -> Array:
-    """``(d,)`` bool: weights within ``tol`` of the box's width from a bound other than 0 (a
-    bound at 0, as for tolls, is "no modifier", not a limit the search ran into).
-
-    >>> at_bound(np.array([-3.0, 0.5, 2.99]), (-3, 3)).tolist()
-    [True, False, True]
-    >>> at_bound(np.array([0.0, 2.0]), (0, 2)).tolist()
-    [False, True]
-    """
-    w = np.asarray(w, dtype=float)
-    if bounds is None:
-        return np.zeros(w.shape, bool)
-    lo, hi = float(bounds[0]), float(bounds[1])
-    eps = tol * (hi - lo)
-    return ((w <= lo + eps) & (lo != 0)) | ((w >= hi - eps) & (hi != 0))
 
 
 def line_plot(series: Sequence[tuple[str, Array, Array]], path: Path, xlabel: str, ylabel: str,
