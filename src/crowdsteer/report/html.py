@@ -4,11 +4,15 @@ The report shows the pictures of the paper for one run folder:
 
 1. a header (objective, learner, modifier, optimiser) and a table of the baseline
    (modifier off, ``w = 0``) against the best ``w`` found;
-2. heat maps of the target ``M*_t``, the agents left alone and the agents under the best
-   modifier, one row each and one column per time step, on one colour scale;
-3. ``J`` against evaluation number: every evaluation as a point, the best so far as a line,
-   the baseline, and the KL of N agents drawn iid from the target when there is one;
-4. the modifier ``Theta`` at the best ``w`` on a diverging scale centred at 0;
+2. the agents' own desirability, then heat maps of the target ``M*_t``, the agents left
+   alone and the agents under the best modifier, one row each and one column per time
+   step, on one colour scale (log where the mass sits in a few cells), and the best minus
+   the target; games that are not grids get bar charts named by their states instead;
+3. ``J`` against trial number (``0``: the baseline, as in ``evaluations.csv``): every
+   evaluation as a point, the best so far as a line, the baseline, and the KL of N agents
+   drawn iid from the target when there is one;
+4. the best weights named by their terms, those at a bound flagged; the modifier
+   ``Theta`` at the best ``w`` on a diverging scale centred at 0;
 5. the failed evaluations with their errors;
 6. the resolved config.
 
@@ -32,6 +36,8 @@ Run folder contract (written by the meta-agent)::
     baseline_mu.npy    (T, h, w) or (T, n)   agents left alone (w = 0)
     best_mu.npy        (T, h, w) or (T, n)   agents under the best modifier
     best_theta.npy     (T, h, w) or (T, n)   Theta at the best w
+    reward.npy         (T, h, w) or (T, n)   the agents' desirability (or intrinsic reward)
+    labels.json        state and weight names, the weights' bounds (report/labels.py)
     config.yaml        the resolved config
     network.npz        road networks: link ends, capacities, node positions, demand
 """
@@ -398,7 +404,8 @@ def _distributions(run: SavedRun, figure: _Figures) -> str:
         def draw_reward(path: Path) -> Path:
             return plots.heatmap_columns([("agents' reward", reward)], path,
                                          plots.select_times(np.shape(reward)[0], MAX_COLUMNS),
-                                         title=f"what the agents want: {what}", cmap="magma",
+                                         title=f"what the agents like on their own: {what}",
+                                         cmap="magma",
                                          label="reward")
 
         parts.insert(0, figure(draw_reward, "heat map of the agents' own reward"))

@@ -10,7 +10,7 @@ Written by the meta-agent at the end of a run (:func:`save_labels`); read by the
     {"states": ["player0", "player0:cooperate", ...] or null,
      "weights": ["1", "u", "v", "u^2", ...] or null,
      "bounds": [lo, hi],
-     "reward": "desirability d_t(s)" or "intrinsic reward r_t(s; mu) at w = 0" or null}
+     "reward": "desirability d_t(s)", "intrinsic reward r_t(s; mu) at w = 0" or null}
 """
 
 from __future__ import annotations
@@ -120,9 +120,9 @@ def intrinsic_reward(game: Any, mu: Array) -> tuple[Array, str]:
     reward ``r_t(s; mu_t)`` at the given mean field (the agents left alone)."""
     d = getattr(game, "d", None)
     if d is not None and np.shape(d) == (game.T, game.S):
-        return np.asarray(d, dtype=float), "desirability d_t(s) (what the agents like)"
+        return np.asarray(d, dtype=float), "desirability d_t(s)"
     r = np.stack([np.asarray(game.reward(t, mu[t]), dtype=float) for t in range(game.T)])
-    return r, "intrinsic reward r_t(s; mu) of the agents left alone (w = 0)"
+    return r, "intrinsic reward r_t(s; mu) at w = 0"
 
 
 def save_labels(out: Path, config: Any, game: Any, n: int, mu_base: Array | None,
