@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast bench bench-peers clean
+.PHONY: install demo test test-fast bench bench-peers clean browser
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -17,8 +17,15 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/crowdsteer run examples/oneshot.yaml --out runs/oneshot --force
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+
+# Headless Chromium for tests/test_report_browser.py (skipped without it): installed when
+# apt-get is there and we are root (once; about 2-5 min, 113 MB), else the test says why it skips.
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "no chromium: tests/test_report_browser.py will be skipped"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

@@ -3,9 +3,10 @@
 The meta-agent (:func:`crowdsteer.optimise`) proposes modifier weights ``w``;
 ``evaluate(w, seed)`` is *your* training code, here:
 
-1. build the PettingZoo env of a small one-shot crowd game (:func:`crowdsteer.envs.parallel_env`)
-   and add the reward modifier ``Theta(.; w)`` to its rewards
-   (:func:`crowdsteer.envs.modify_rewards`, a registered ``power_series`` family);
+1. build the PettingZoo env of a small one-shot crowd game with the reward modifier
+   ``Theta(.; w)`` (the config's ``power_series`` family) added to its rewards
+   (:func:`crowdsteer.envs.parallel_env` with ``w``; :func:`crowdsteer.envs.modify_rewards`
+   adds one to any other PettingZoo env);
 2. train ``N`` independent tabular Q-learners on it, one per PettingZoo agent, with
    Boltzmann exploration (the learners are NumPy arrays over agents; only the env speaks
    dicts), for a number of episodes;
@@ -29,11 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from crowdsteer import Outcome, RunResult, load_config, optimise
-from crowdsteer.config import build, build_game
-from crowdsteer.envs import modify_rewards, parallel_env
-from crowdsteer.learners.simulate import draw_own
-from crowdsteer.objectives import build_target, kl_divergence
+from crowdsteer import Outcome, RunResult, kl_divergence, load_config, optimise, setup
+from crowdsteer.envs import parallel_env
 
 # A 5 x 5 grid: the agents like the top-left corner; the meta-agent wants them in the
 # lower right. Log congestion keeps them from all piling into one cell.
@@ -122,7 +120,8 @@ def train(env, train: Training, rng: np.random.Generator, seed: int) -> dict[str
             k = s if train.use_state else 0  # the Q row an agent consults
             q = np.where(allowed[s], Q[idx, t, k], -np.inf) / train.temperature
             p = np.exp(q - q.max(axis=1, keepdims=True))
-            actions = draw_own(p.T, rng)
+            cdf = np.cumsum(p, axis=1)  # each agent draws its own action from its row
+            actions = (cdf > rng.random((N, 1)) * cdf[:, -1:]).argmax(axis=1)
             obs, rew, _, _, infos = env.step(dict(zip(names, actions.tolist())))
             o2 = np.stack([obs[a] for a in names])
             r = np.fromiter((rew[a] for a in names), float, N)
@@ -143,10 +142,8 @@ def train(env, train: Training, rng: np.random.Generator, seed: int) -> dict[str
 def evaluate(w: np.ndarray, seed: int, training: Training, config=CONFIG) -> Outcome:
     """The inner loop: train the agents under ``Theta(.; w)`` and measure J (KL to target)."""
     cfg = load_config(config)
-    game = build_game(cfg)
-    modifier = build(cfg, "modifier", game=game)
-    target = build_target(cfg["objective"].target, game, cfg.base_dir)[-1]
-    env = modify_rewards(parallel_env(cfg, agents=training.agents), modifier, w)
+    target = setup(cfg).objective.target[-1]  # (S,): the meta-agent's M*_T
+    env = parallel_env(cfg, agents=training.agents, w=w)  # the config's modifier at w
     seen = train(env, training, np.random.default_rng(seed), seed)
     last = max(1, int(round(training.measure * training.episodes)))
     transfer = float(seen["transfer"][-last:].mean())
@@ -169,7 +166,7 @@ def main(argv: list[str] | None = None) -> RunResult:
 
     training = Training(agents=args.agents, episodes=args.episodes)
     cfg = load_config(CONFIG)
-    n_params = build(cfg, "modifier", game=build_game(cfg)).n_params
+    n_params = setup(cfg).modifier.n_params
     result = optimise(functools.partial(evaluate, training=training), n_params,
                       bounds=tuple(cfg["modifier"].bounds), direction="minimize",
                       optimiser={"name": args.optimiser, "evaluations": args.evaluations,

@@ -93,12 +93,13 @@ def assert_self_contained(page: str) -> None:
 
 
 @pytest.mark.parametrize(("missing", "n_images"), [
-    ((), 3),                               # distributions, J trace, modifier
-    (("target.npy",), 3),                  # two distribution rows instead of three
-    (("best_theta.npy",), 2),
-    (("evaluations.csv",), 2),
-    (("target.npy", "baseline_mu.npy", "best_mu.npy"), 2),
-    (("config.yaml",), 3),
+    ((), 5),                               # distributions, best - target, J trace,
+                                           # best weights, modifier
+    (("target.npy",), 4),                  # two distribution rows, no difference map
+    (("best_theta.npy",), 4),
+    (("evaluations.csv",), 4),
+    (("target.npy", "baseline_mu.npy", "best_mu.npy"), 3),
+    (("config.yaml",), 5),
 ])
 def test_report_sections_follow_the_files(tmp_path, missing, n_images):
     run = make_run(tmp_path, missing)
@@ -148,7 +149,7 @@ def test_report_from_result_json_alone(tmp_path):
     run.mkdir()
     (run / "result.json").write_text(json.dumps(RESULT))
     page = write_report(run).read_text()
-    assert DATA_URI not in page
+    assert page.count(DATA_URI) == 1 and "The best weights" in page  # from best.w alone
     assert "<td>0.8123</td><td>0.2345</td>" in page
     assert_self_contained(page)
 
@@ -172,14 +173,14 @@ def test_report_without_result_json_fails_clearly(tmp_path):
 
 
 def test_report_of_non_grid_game(tmp_path):
-    """``(T, n)`` arrays are drawn as strips."""
+    """``(T, n)`` distributions are drawn as bars of the last step (the modifier as strips)."""
     page = write_report(make_run(tmp_path, grid=False)).read_text()
-    assert page.count(DATA_URI) == 3
+    assert page.count(DATA_URI) == 4 and "bar chart of the distributions" in page
 
 
 def test_report_of_long_horizon_shows_some_steps(tmp_path):
     page = write_report(make_run(tmp_path, horizon=30)).read_text()
-    assert page.count(DATA_URI) == 3
+    assert page.count(DATA_URI) == 5
     assert "Showing 12 of 30 steps" in page
 
 

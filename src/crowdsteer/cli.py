@@ -17,6 +17,7 @@ from rich.text import Text
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from crowdsteer.errors import CrowdsteerError, CrowdsteerWarning
+from crowdsteer.progress import number, plural
 
 app = typer.Typer(
     add_completion=False,
@@ -43,8 +44,18 @@ def _one_line_warning(message: Any, category: type[Warning], *args: Any, **kwarg
 warnings.showwarning = _one_line_warning
 
 
+def _version(value: bool) -> None:
+    if value:
+        from crowdsteer import __version__
+
+        typer.echo(f"crowdsteer {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True,
+        help="Print the version and exit.")] = False) -> None:
     """crowdsteer: steer self-interested learning agents to efficient equilibria."""
 
 
@@ -81,8 +92,11 @@ def clean_errors() -> Iterator[None]:
 
 
 @contextmanager
-def progress_bar(label: str, total: int, metric: str) -> Iterator[Callable[[int, float], None]]:
-    """A rich progress bar; yields a callback ``(iteration, value)``."""
+def progress_bar(label: str, total: int, metric: str, lines: Any = None
+                 ) -> Iterator[Callable[[int, float], None]]:
+    """A rich progress bar on a terminal (stderr); yields a callback ``(iteration, value)``.
+    ``lines`` (a :class:`crowdsteer.progress.Lines`) also gets every update: it prints
+    plain lines when stdout is not a terminal."""
     quiet = not sys.stderr.isatty()
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                   TextColumn("{task.completed}/{task.total}"),
@@ -92,8 +106,27 @@ def progress_bar(label: str, total: int, metric: str) -> Iterator[Callable[[int,
 
         def update(k: int, value: float) -> None:
             bar.update(task, completed=k, value=f"{value:.3g}")
+            if lines is not None:
+                lines(k, value)
 
         yield update
+
+
+def progress_lines(label: str, log: Callable[[str], None] | None = None,
+                   **kwargs: Any) -> Any:
+    """Plain progress lines on stdout (and to ``log``) when stdout is not a terminal, where
+    a progress bar shows nothing; ``None`` on a terminal."""
+    from crowdsteer.progress import Lines
+
+    if sys.stdout.isatty():
+        return None
+
+    def emit(line: str) -> None:
+        typer.echo(line)
+        if log is not None:
+            log(line)
+
+    return Lines(label, emit, **kwargs)
 
 
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Run folder to write.")]
@@ -119,8 +152,11 @@ def solve(
         cfg = load_config(config)
         out = rundir.prepare(out, force=force, resumable=False)
         learner = cfg["learner"]
-        with progress_bar(f"solving ({learner.name})", learner.max_iterations,
-                          "exploitability" if learner.name == "exact" else "change") as bar:
+        metric = "exploitability" if learner.name == "exact" else "change"
+        lines = progress_lines(f"solving ({learner.name})", metric=metric, every=1,
+                               target=getattr(learner, "tolerance", None))
+        with progress_bar(f"solving ({learner.name})", learner.max_iterations, metric,
+                          lines) as bar:
             result = solve_mod.solve(cfg, progress=bar)
         s = result.solution
         status = "converged" if s.converged else "did NOT converge (max_iterations reached)"
@@ -130,9 +166,9 @@ def solve(
         own = "" if s.estimate is None else f"; the learners' own estimate {s.estimate:.3g}"
         network = (f"relative gap {s.relative_gap:.3g}, total travel time "
                    f"{s.total_travel_time:.8g}; " if hasattr(s, "relative_gap") else "")
-        typer.echo(f"{status} in {s.iterations} iterations, {s.seconds:.2f} s; {network}"
-                   f"exploitability {s.exploitability:.3g} (certified with the model{own}), "
-                   f"welfare {result.welfare:.6g}")
+        typer.echo(f"{status} in {plural(s.iterations, 'iteration')}, {s.seconds:.2f} s; "
+                   f"{network}exploitability {s.exploitability:.3g} (certified with the "
+                   f"model{own}), welfare {number(result.welfare)}")
         written = solve_mod.write(result, out)  # after the numbers: drawing may take a while
         typer.echo(f"wrote {out}/" + ", ".join(written))
         if cfg["finite_n"] is not None:
@@ -187,17 +223,36 @@ def check(
         if seed < 0:
             fail(f"--seed: must be a whole number >= 0, got {seed}")
         table = Table("config", "game", "modifier", "Lemma 1: largest gap", "reward scale",
-                      "Lipschitz estimate", "continuous")
-        bad = False
+                      "Lipschitz estimate", "continuous", "verdict")
+        bad = 0
+        unchecked = []
         for path in configs:
             r = check_theory(path, samples, seed)
-            ok = (r.lemma1 is None or r.lemma1 <= 1e-6 * max(1.0, r.lemma1_scale)) and r.shrinks
-            bad |= not ok
+            lemma_ok = r.lemma1 is None or r.lemma1 <= 1e-6 * max(1.0, r.lemma1_scale)
+            bad += not (lemma_ok and r.shrinks)
+            failed = [what for what, ok in (("Lemma 1", lemma_ok), ("continuity", r.shrinks))
+                      if not ok]
+            verdict = (f"[red]FAIL: {', '.join(failed)}[/red]" if failed else
+                       "pass" if r.lemma1 is not None else "pass (continuity only *)")
+            if r.lemma1 is None:
+                unchecked.append(str(path))
             table.add_row(Text(str(path)), Text(r.game), Text(r.modifier),
-                          "no potential" if r.lemma1 is None else f"{r.lemma1:.2e}",
-                          f"{r.lemma1_scale:.3g}", f"{r.lipschitz:.3g}",
-                          "yes" if r.shrinks else "[red]NO[/red]")
-        Console().print(table)
+                          "not checked *" if r.lemma1 is None else f"{r.lemma1:.2e}",
+                          "-" if r.lemma1 is None else f"{r.lemma1_scale:.3g}",
+                          f"{r.lipschitz:.3g}",
+                          "yes" if r.shrinks else "[red]NO[/red]", verdict)
+        # the terminal's width on a terminal; piped or redirected, whole columns
+        out = Console() if sys.stdout.isatty() else Console(width=400, soft_wrap=True)
+        out.print(table)
+        if unchecked:
+            out.print(Text(f"* {', '.join(unchecked)}: no potential in the "
+                           "population form Lemma 1 is checked in (Phi_t(mu) whose gradient is "
+                           "the landing reward). A road network's Wardrop equilibrium "
+                           "minimises Beckmann's potential over path flows instead; tolls add "
+                           "sum_e toll_e x_e to it, a linear term, so the tolled game keeps a "
+                           "potential by construction; only continuity is checked."),
+                      soft_wrap=True)
+        typer.echo(f"{len(configs) - bad} of {len(configs)} passed")
         if bad:
             raise typer.Exit(1)
 
@@ -239,7 +294,8 @@ def init(
             fail(f"{path} exists; pass --force to overwrite it")
         if not path.parent.is_dir():
             fail(f"{path.parent}: no such folder; create it first or choose another path")
-        text = files("crowdsteer").joinpath("starter.yaml").read_text()
+        text = files("crowdsteer").joinpath("starter.yaml").read_text().replace(
+            "CONFIG_PATH", str(path))
         try:
             if path.exists() and not path.is_file():  # a device such as /dev/full
                 path.write_text(text)
@@ -305,15 +361,22 @@ def run(
         def bar_log(message: str) -> None:  # what the run decides: stdout, like the results
             typer.echo(message)
 
-        with progress_bar("meta-agent", 1 + opt.evaluations, "best J") as bar:
+        from crowdsteer.metaagent.runner import note
+
+        lines = progress_lines("evaluations", lambda line: note(out, None, line),
+                               total=1 + opt.evaluations)
+        with progress_bar("meta-agent", 1 + opt.evaluations, "best J", lines) as bar:
             result = metaagent.run(cfg, out, resume=resume, force=force, log=bar_log,
                                    progress=lambda done, total, best: bar(done, best if best
                                                                           is not None else float("nan")))
         b, o = result.baseline, result.best
-        typer.echo(f"baseline (w = 0): J = {b.objective:.6g}  exploitability {b.exploitability:.2g}")
-        typer.echo(f"best (trial {result.best_trial}): J = {o.objective:.6g}  exploitability "
-                   f"{o.exploitability:.2g}  after {result.evaluations} evaluations, "
-                   f"{result.seconds:.1f} s")
+        typer.echo(f"baseline (w = 0): J = {number(b.objective)}  exploitability "
+                   f"{b.exploitability:.2g}")
+        session = (f" ({result.session_seconds:.1f} s in this session)"
+                   if resume and result.session_seconds < result.seconds else "")
+        typer.echo(f"best (trial {result.best_trial}): J = {number(o.objective)}  "
+                   f"exploitability {o.exploitability:.2g}  after {result.evaluations} "
+                   f"evaluations, {result.seconds:.1f} s{session}")
         for label, v in (("baseline", result.baseline_validation),
                          ("best", result.best_validation)):
             if v is not None and v.get("mean") is not None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 import time
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -16,29 +18,58 @@ from crowdsteer.executors import Executor, ExecutorConfig, check_picklable, make
 from crowdsteer.metaagent.evaluation import Outcome
 from crowdsteer.metaagent.loop import Problem, drive
 from crowdsteer.metaagent.results import RunResult, summary
-from crowdsteer.metaagent.runner import check_out
+from crowdsteer.metaagent.runner import check_out, note
 from crowdsteer.metaagent.study import (
-    baseline_trial, begin, best_trial_of, evaluation_number, history as run_history, outcome,
-    storage_errors, storage_for,
+    ELAPSED, Clock, baseline_trial, begin, best_trial_of, evaluation_number, failure_note,
+    failures, history as run_history,
+    outcome, reason, storage_errors, storage_for,
 )
 from crowdsteer.optimisers import OptimiserConfig
 
 Array = np.ndarray
 
 
+TRACEBACK = "crowdsteer_traceback"
+"""Attribute of an exception raised by a user's ``evaluate``: its formatted traceback (an
+exception sent back from a worker process keeps it; its ``__traceback__`` is lost)."""
+
+
 def _user_task(task: tuple[Callable[[Array, int], Any], list[float], int]) -> Outcome:
     evaluate_fn, w, seed = task
     start = time.perf_counter()
-    res = evaluate_fn(np.asarray(w, dtype=float), seed)
-    if isinstance(res, (int, float, np.floating, np.integer)):
+    try:
+        res = evaluate_fn(np.asarray(w, dtype=float), seed)
+    except Exception as exc:
+        try:
+            setattr(exc, TRACEBACK, traceback.format_exc())
+        except AttributeError:  # pragma: no cover - an exception type with __slots__
+            pass
+        raise
+    if isinstance(res, (int, float, np.floating, np.integer)) and not isinstance(res, bool):
         res = Outcome(objective=float(res))
     if not isinstance(res, Outcome):
         raise TypeError(f"evaluate must return an Outcome or a number, got {type(res).__name__}")
+    if not isinstance(res.objective, (int, float, np.floating, np.integer)):
+        raise TypeError(f"evaluate returned Outcome(objective={res.objective!r}); it must be "
+                        "a number")
     if not np.isfinite(res.objective):
         raise DivergenceError("evaluate returned a NaN or infinite objective")
+    _check_diagnostics(res.diagnostics)
     if res.seconds == 0.0:
         res = Outcome(**{**asdict(res), "seconds": time.perf_counter() - start})
     return res
+
+
+def _check_diagnostics(diagnostics: Any) -> None:
+    """``Outcome.diagnostics`` must map names to numbers (or ``None``)."""
+    if not isinstance(diagnostics, dict):
+        raise TypeError(f"evaluate returned Outcome(diagnostics={diagnostics!r}); expected a "
+                        "dict of names to numbers")
+    for k, v in diagnostics.items():
+        if not isinstance(k, str) or not (v is None or (
+                isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool))):
+            raise TypeError(f"evaluate returned diagnostics {{{k!r}: {v!r}}}; diagnostics map "
+                            "names (str) to numbers (int or float) or None")
 
 
 def _mean(values: list[Any]) -> Any:
@@ -62,11 +93,13 @@ def _combine_user(w: list[float], parts: list[Outcome]) -> Outcome:
 
 
 def optimise(evaluate: Callable[[Array, int], Any], n_params: int,
-             bounds: tuple[float, float] = (-1.0, 1.0), direction: str = "minimize",
+             bounds: Sequence[float] | Sequence[Sequence[float]] = (-1.0, 1.0),
+             direction: str = "minimize",
              optimiser: OptimiserConfig | dict | None = None, seed: int = 0,
              out: Path | str | None = None, resume: bool = False, force: bool = False,
-             executor: Executor | ExecutorConfig | dict | None = None,
-             progress: Any = None) -> RunResult:
+             executor: Executor | ExecutorConfig | dict | str | None = None,
+             progress: Any = None, on_error: str = "record",
+             log: Callable[[str], None] | None = None) -> RunResult:
     """The meta-agent around your own inner loop.
 
     ``evaluate(w, seed) -> Outcome`` (or a number) runs any training code for the modifier
@@ -75,12 +108,63 @@ def optimise(evaluate: Callable[[Array, int], Any], n_params: int,
     function) and the report work as for :func:`run`. ``w = 0`` is evaluated first as the
     baseline, so ``bounds`` must contain 0.
 
+    Parameters
+    ----------
+    evaluate
+        ``evaluate(w, seed)``: returns J (a number) or an :class:`Outcome` with the fields
+        ``objective`` (J, required), ``objective_std``, ``kl``, ``welfare``, ``maxmin``,
+        ``exploitability``, ``net_transfer``, ``seconds`` (measured when 0),
+        ``converged``, ``iterations`` and ``diagnostics`` (a dict of names to numbers,
+        written to ``evaluations.csv`` as columns ``diagnostics.NAME`` and to
+        ``result.json``).
+    n_params
+        Number of weights ``d``.
+    bounds
+        ``(lo, hi)`` for every weight, or ``d`` pairs ``[(lo_0, hi_0), ...]``; each box
+        contains 0 and has a finite width.
+    direction
+        ``minimize`` or ``maximize``.
+    optimiser
+        The ``optimiser`` section as a dict or :class:`OptimiserConfig`; keys: ``name``
+        (``auto``/``bo``: the trust-region Bayesian search, ``gp``, ``cmaes``, ``tpe``,
+        ``random``; ``gradient`` needs the game's model and is refused here),
+        ``evaluations`` (after the baseline, default 40), ``initial``, ``batch``,
+        ``repeats`` (seeds per ``w``), ``validation``, ``storage``, ``study``,
+        ``timeout`` (seconds per evaluation), ``constraint``, ``x0``, ``radius``.
+    seed
+        Seed of the optimiser and of the seeds passed to ``evaluate``.
+    out
+        Run folder (``study.db``, ``evaluations.csv``, ``result.json``, ``run.log``,
+        ``report.html``); ``None`` keeps everything in memory.
+    resume, force
+        Continue the run in ``out``; replace it (kept in ``out/previous/``).
+    executor
+        ``serial`` (default), ``local`` or ``ray``, as a name, a dict
+        (``{"name": "local", "workers": 4}``), an :class:`ExecutorConfig` or an executor.
+    progress
+        Callback ``(done, total, best_J)`` after each round.
+    on_error
+        ``record`` (default): an exception raised by ``evaluate`` marks that evaluation
+        failed (told to the optimiser as the worst J so far), prints one line to stderr,
+        writes the first traceback to ``out/run.log`` (to stderr without ``out``), and the
+        run goes on; at the end the number of failures is reported. ``raise``: the
+        evaluation is recorded as failed, then the exception is raised.
+    log
+        Callback ``(message)`` for the run's own messages (default: stderr); they also go
+        to ``out/run.log``.
+
+    Returns
+    -------
+    RunResult
+        ``baseline``, ``best`` (Outcomes), ``best_trial``, ``evaluations``, ``history``
+        (J per evaluation, ``nan`` for failed ones), ``seconds``, ``out``.
+
     Examples
     --------
     >>> def evaluate(w, seed):
     ...     return Outcome(objective=float(((w - 0.3) ** 2).sum()))
-    >>> result = optimise(evaluate, 2, bounds=(-1, 1), optimiser={"name": "bo",
-    ...                   "evaluations": 30, "initial": 2})
+    >>> result = optimise(evaluate, 2, bounds=[(-1, 1), (0, 2)],
+    ...                   optimiser={"name": "bo", "evaluations": 30})
     >>> result.best.objective < 0.01 < result.baseline.objective
     True
     """
@@ -92,6 +176,8 @@ def optimise(evaluate: Callable[[Array, int], Any], n_params: int,
                           f"{type(evaluate).__name__}")
     n_params = _whole(n_params, "n_params", 1)
     seed = _whole(seed, "seed", 0)
+    if on_error not in ("record", "raise"):
+        raise ConfigError("on_error", f"allowed: record, raise; got {on_error!r}")
     opt = optimiser if isinstance(optimiser, OptimiserConfig) else validate(
         OptimiserConfig, optimiser or {}, "optimiser")
     if opt.name == "gradient":
@@ -101,20 +187,21 @@ def optimise(evaluate: Callable[[Array, int], Any], n_params: int,
         opt = opt.model_copy(update={"name": "bo"})
     if direction not in ("minimize", "maximize"):
         raise ConfigError("direction", f"allowed: minimize, maximize; got {direction!r}")
-    try:
-        lo, hi = (float(b) for b in bounds)
-    except (TypeError, ValueError):
-        raise ConfigError("bounds", f"expected (lo, hi), two numbers; got {bounds!r}") from None
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        raise ConfigError("bounds", f"must be finite numbers; got ({lo}, {hi})")
-    if not lo <= 0 <= hi or lo >= hi:
-        raise ConfigError("bounds", f"needs lo < hi with 0 inside (the baseline); got ({lo}, {hi})")
+    box = _box(bounds, n_params)
+    if isinstance(executor, str):
+        executor = {"name": executor}
     if isinstance(executor, dict):
         executor = validate(ExecutorConfig, executor, "executor")
+    elif executor is not None and not isinstance(executor, ExecutorConfig) and not (
+            callable(getattr(executor, "map", None)) and callable(getattr(executor, "close",
+                                                                          None))):
+        raise ConfigError("executor", f"expected serial, local or ray (a name, a dict or an "
+                          f"ExecutorConfig) or an object with map() and close(); got "
+                          f"{type(executor).__name__}")
     own = executor is None or isinstance(executor, ExecutorConfig)
     runner = make_executor(executor) if own else executor
     check_picklable(evaluate, "evaluate", runner, opt.timeout)
-    spec = {"n_params": n_params, "bounds": [lo, hi], "direction": direction,
+    spec = {"n_params": n_params, "bounds": _spec_bounds(bounds, box), "direction": direction,
             "seed": seed, "optimiser": opt.model_dump(mode="json")}
     out = check_out(out)
     store = storage_for(opt.storage, opt.study, out)
@@ -122,12 +209,82 @@ def optimise(evaluate: Callable[[Array, int], Any], n_params: int,
                            field="n_params")
     seeds = [int(np.random.SeedSequence([seed, r]).generate_state(1)[0])
              for r in range(opt.repeats)]
-    problem = Problem(n_params, (lo, hi), direction, seed, opt, _user_task,
-                      lambda w, r: (evaluate, w, seeds[r]), _combine_user)
+    say = log or _stderr
+    problem = Problem(n_params, box, direction, seed, opt, _user_task,
+                      lambda w, r: (evaluate, w, seeds[r]), _combine_user,
+                      on_error=_Failures(out, on_error == "raise"))
     with rundir.claimed(out), storage_errors(store):
         study = begin(store, out, direction, spec, "problem.json", resume, force)
-        drive(problem, study, runner, out, progress, close=own, own=store.own)
-        return _result(study, problem, out, time.perf_counter() - start)
+        clock = Clock(study, start)
+        drive(problem, study, runner, out, clock.wrap(progress), close=own, own=store.own)
+        result = _result(study, problem, out, clock.total())
+        study.set_user_attr(ELAPSED, clock.total())  # a later resume adds to it
+        failed = failure_note(study)
+        if failed is not None:
+            note(out, say, failed)
+        return result
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _box(bounds: Any, n: int) -> tuple[tuple[float, float], ...]:
+    """``bounds`` as ``n`` checked pairs ``(lo, hi)``: one pair for all, or one per weight."""
+    try:
+        arr = np.asarray(bounds, dtype=float)
+    except (TypeError, ValueError):
+        arr = None
+    if arr is None or not (arr.shape == (2,) or arr.shape == (n, 2)):
+        raise ConfigError("bounds", f"expected (lo, hi), two numbers, or {n} such pairs (one "
+                          f"per weight); got {bounds!r}"[:300])
+    pairs = np.broadcast_to(arr.reshape(-1, 2), (n, 2))
+    for i, (lo, hi) in enumerate(pairs):
+        which = "" if arr.shape == (2,) else f"[{i}]"
+        with np.errstate(over="ignore"):
+            width = hi - lo
+        if not (np.isfinite(lo) and np.isfinite(hi) and np.isfinite(width)):
+            raise ConfigError(f"bounds{which}", f"must be finite numbers with a finite width "
+                              f"hi - lo (below {np.finfo(float).max:.3g}); got ({lo:g}, {hi:g})")
+        if not lo <= 0 <= hi or lo >= hi:
+            raise ConfigError(f"bounds{which}", f"needs lo < hi with 0 inside (the baseline); "
+                              f"got ({lo:g}, {hi:g})")
+    return tuple((float(lo), float(hi)) for lo, hi in pairs)
+
+
+def _spec_bounds(bounds: Any, box: tuple[tuple[float, float], ...]) -> list[Any]:
+    """``bounds`` as saved in problem.json: one pair as before, else one per weight."""
+    if np.asarray(bounds, dtype=float).shape == (2,):
+        return list(box[0])
+    return [list(p) for p in box]
+
+
+class _Failures:
+    """What happens when a user's ``evaluate`` fails: one line to stderr each time, the first
+    traceback into ``out/run.log`` (stderr without a run folder); ``fatal``: raise."""
+
+    def __init__(self, out: Path | None, fatal: bool) -> None:
+        self.out, self.fatal, self.seen = out, fatal, 0
+
+    def __call__(self, exc: BaseException, trial: int) -> None:
+        tb = getattr(exc, TRACEBACK, None)
+        line = f"evaluation {trial} failed: {reason(exc)}"
+        self.seen += 1
+        if self.seen == 1 and tb:
+            if self.out is not None:
+                note(self.out, None, f"{line}; its traceback:\n{tb.rstrip()}")
+                line += f" (traceback in {self.out / 'run.log'})"
+            else:
+                print(tb.rstrip(), file=sys.stderr)
+        print(f"warning: {line}", file=sys.stderr)
+        if self.fatal:
+            if exc.__traceback__ is None and tb:
+                raise exc from RemoteTraceback(tb)
+            raise exc
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception raised in a worker process (shown as its cause)."""
 
 
 def _whole(x: Any, field: str, least: int) -> int:
@@ -152,7 +309,8 @@ def _result(study: Any, problem: Problem, out: Path | None, seconds: float) -> R
             "best": {**summary(result.best), "trial": result.best_trial},
             "evaluations": result.evaluations, "iid_sample_kl": None, "learner": "user",
             "modifier": f"{n_params} parameters", "optimiser": opt.name,
-            "seconds": result.seconds})
+            "seconds": result.seconds, **dict(zip(("failed", "first_failure"),
+                                                  failures(study)))})
         faults.point("report")
         from crowdsteer.report.html import write_report
 

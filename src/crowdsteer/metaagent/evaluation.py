@@ -68,7 +68,24 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Setup:
-    """Everything built from a config, once per process."""
+    """Everything built from a config, once per process (:func:`setup`).
+
+    Attributes
+    ----------
+    game
+        The game (``T``, ``S``, ``A``, ``mu0``, ``reward``, ...).
+    learner
+        The inner loop, ``learner.solve(game, theta, rng=...) -> Solution``.
+    modifier
+        ``modifier.theta(w)``, ``modifier.n_params``.
+    objective
+        ``objective.measure(game, solution, tau)``; ``objective.target`` ``(T, S)`` or
+        ``None``.
+    optimiser
+        The ``optimiser`` section (defaults filled in).
+    tau
+        The learner's temperature.
+    """
 
     config: Config
     game: Any

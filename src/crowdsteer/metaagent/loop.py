@@ -13,7 +13,7 @@ from crowdsteer import faults
 from crowdsteer.executors import Executor
 from crowdsteer.metaagent.evaluation import Outcome, lineage, requires_convergence
 from crowdsteer.metaagent.study import (
-    ask, best_or_none, enqueue_baseline, finished, has_baseline, reason, reclaim, tell,
+    Candidate, ask, best_or_none, enqueue_baseline, finished, has_baseline, reason, reclaim, tell,
     tell_failure, write_evaluations,
 )
 from crowdsteer.optimisers import OptimiserConfig, distributions, make_sampler
@@ -32,7 +32,8 @@ class Problem:
     """
 
     n_params: int
-    bounds: tuple[float, float]
+    bounds: tuple[float, float] | tuple[tuple[float, float], ...]
+    """One ``(lo, hi)`` for every weight, or one pair per weight."""
     direction: str
     seed: int
     optimiser: OptimiserConfig
@@ -42,6 +43,9 @@ class Problem:
     warm: bool = False
     """Warm starts: ``payload`` also takes ``(number, chain)`` (see
     :func:`~crowdsteer.metaagent.evaluation.lineage`)."""
+    on_error: Callable[[BaseException, int], None] | None = None
+    """Called with the exception and the evaluation's number for each failed evaluation,
+    after the round is recorded (it may raise to stop the run: nothing is lost)."""
 
     @property
     def constrained(self) -> bool:
@@ -121,20 +125,27 @@ def drive(problem: Problem, study: optuna.Study, executor: Executor, out: Path |
                 tasks = [problem.payload(c.w, r) for c in round_ for r in range(R)]
             results = (executor.map(problem.task, tasks, timeout=opt.timeout)
                        if opt.timeout else executor.map(problem.task, tasks))
+            failed: list[tuple[BaseException, Candidate]] = []
             for i, c in enumerate(round_):
                 parts = results[i * R:(i + 1) * R]
                 errors = [p for p in parts if isinstance(p, BaseException)]
                 if errors:
                     tell_failure(study, c, reason(errors[0]), problem.direction)
+                    failed.append((errors[0], c))
                     continue
                 try:
                     res = problem.combine(c.w, parts)
                 except Exception as exc:  # a user's evaluate returned something unusable
                     tell_failure(study, c, reason(exc), problem.direction)
+                    failed.append((exc, c))
                     continue
                 tell(study, c, res, problem.required, problem.direction)
             if out is not None:
                 write_evaluations(study, n, out / "evaluations.csv")
+            if failed and problem.on_error is not None:
+                numbers = {t.number: k for k, t in enumerate(finished(study))}
+                for exc, c in failed:
+                    problem.on_error(exc, numbers.get(c.number, c.number))
             if progress is not None:
                 best = best_or_none(study, problem.direction, problem.constrained,
                                     problem.required)

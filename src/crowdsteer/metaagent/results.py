@@ -16,7 +16,7 @@ from crowdsteer.metaagent.evaluation import (
     Outcome, Setup, evaluate_once, requires_convergence, solve_at,
 )
 from crowdsteer.metaagent.study import (
-    baseline_trial, best_trial_of, converged_count, evaluation_number, finished,
+    baseline_trial, best_trial_of, converged_count, evaluation_number, failures, finished,
     history as run_history,
     outcome,
     write_evaluations,
@@ -79,6 +79,9 @@ class RunResult:
     network: dict[str, Any] | None = None
     """Road networks: TSTT without tolls, with the best and at the system optimum, the
     share of the UE-to-SO gap closed (:func:`crowdsteer.report.network.run_outputs`)."""
+    session_seconds: float = 0.0
+    """Wall-clock seconds of this session; ``seconds`` counts every session of a resumed
+    run."""
 
 
 def finish(s: Setup, study: optuna.Study, out: Path | None, constrained: bool,
@@ -131,8 +134,13 @@ def finish(s: Setup, study: optuna.Study, out: Path | None, constrained: bool,
         rundir.save_npy(out / "best_theta.npy", grid(g, np.asarray(s.modifier.field(np.asarray(best.w)))))
         if s.objective.target is not None:
             rundir.save_npy(out / "target.npy", grid(g, s.objective.target))
+        from crowdsteer.report.labels import save_labels
+
+        save_labels(out, s.config, g, n, mu_base.mu, grid)  # names the report shows
+        failed, first_failure = failures(study)
         rundir.write_json(out / "result.json", {**result_json(s, result),
-                                                "optimiser_reason": optimiser_reason})
+                                                "optimiser_reason": optimiser_reason,
+                                                "failed": failed, "first_failure": first_failure})
         write_evaluations(study, n, out / "evaluations.csv")
         if hasattr(g, "solve_equilibrium"):  # road networks: what the report's maps need
             from crowdsteer.report.network import save_network
@@ -216,7 +224,8 @@ def at_mean_field(s: Setup, w: Array) -> dict[str, Any] | None:
 def summary(o: Outcome) -> dict[str, Any]:
     return {"w": o.w, "objective": o.objective, "objective_std": o.objective_std, "kl": o.kl,
             "welfare": o.welfare, "maxmin": o.maxmin, "exploitability": o.exploitability,
-            "converged": o.converged, "net_transfer": o.net_transfer, "seconds": o.seconds}
+            "converged": o.converged, "net_transfer": o.net_transfer, "seconds": o.seconds,
+            **({"diagnostics": o.diagnostics} if o.diagnostics else {})}
 
 
 def result_json(s: Setup, r: RunResult) -> dict[str, Any]:

@@ -17,7 +17,9 @@ from crowdsteer.metaagent.evaluation import Setup, combine, evaluate_task, setup
 from crowdsteer.metaagent.gradient import descend, gradient_support
 from crowdsteer.metaagent.loop import Problem, drive
 from crowdsteer.metaagent.results import RunResult, finish
-from crowdsteer.metaagent.study import begin, input_files, storage_errors, storage_for
+from crowdsteer.metaagent.study import (
+    ELAPSED, Clock, begin, failure_note, input_files, storage_errors, storage_for,
+)
 
 
 def choose_optimiser(s: Setup) -> tuple[str, str]:
@@ -122,17 +124,26 @@ def run(config: Config | dict | str | Path, out: Path | str | None = None, resum
                  f"{warm['temperature']:g}) has J = {warm['objective']:.6g} after "
                  f"{warm['evaluations']} exact evaluations, {warm['seconds']:.1f} s; "
                  f"{choice} searches around it (radius {s.optimiser.radius:g})")
+        clock = Clock(study, start)
         if choice == "gradient":
             ex = config["executor"]
             if executor is not None or (ex is not None and ex.name != "serial"):
                 note(out, log, "the gradient optimiser runs its evaluations in this process, "
                      "one after another (each depends on the last); the executor is not used")
-            descend(s, study, out, progress)
+            descend(s, study, out, clock.wrap(progress))
         else:
-            drive(problem, study, executor or make_executor(config["executor"]), out, progress,
-                  close=executor is None, own=store.own)
-        return finish(s, study, out, problem.constrained and choice != "gradient",
-                      time.perf_counter() - start, why, warm)
+            drive(problem, study, executor or make_executor(config["executor"]), out,
+                  clock.wrap(progress), close=executor is None, own=store.own)
+        result = finish(s, study, out, problem.constrained and choice != "gradient",
+                        clock.total(), why, warm)
+        study.set_user_attr(ELAPSED, clock.total())  # a later --resume adds to it
+        result = dataclasses.replace(result, session_seconds=clock.session())
+        from crowdsteer.report.labels import bound_note
+
+        for line in (failure_note(study), bound_note(config, s.game, result.best.w)):
+            if line is not None:
+                note(out, log, line)
+        return result
 
 
 WARM_TEMPERATURE = 0.01

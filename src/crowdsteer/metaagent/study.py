@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -46,6 +47,8 @@ SIGNATURE = "crowdsteer:run"
 INPUTS = "crowdsteer:inputs"
 """Study user attribute: ``{field: {"path": ..., "sha256": ...}}`` of every file the config
 names, as they were when the run started (a resume refuses files that changed)."""
+ELAPSED = "crowdsteer:seconds"
+"""Study user attribute: wall-clock seconds of the run over all its sessions so far."""
 RUNNING = optuna.trial.TrialState.RUNNING
 COMPLETE = optuna.trial.TrialState.COMPLETE
 FAIL = optuna.trial.TrialState.FAIL
@@ -505,23 +508,29 @@ def converged_count(study: optuna.Study) -> tuple[int, int]:
 def write_evaluations(study: optuna.Study, n: int, path: Path) -> None:
     """evaluations.csv: one row per finished evaluation, numbered in order."""
     names = param_names(n)
+    trials = finished(study)
+    # a user's Outcome.diagnostics: one column each, after the weights
+    extra = sorted(set().union(*(t.user_attrs.get("diagnostics") or {} for t in trials)))
     cols = ["trial", "state", "J", "J_std", "kl", "welfare", "maxmin", "exploitability",
-            "converged", "net_transfer", "seconds", "error", *names]
+            "converged", "net_transfer", "seconds", "error", *names,
+            *(f"diagnostics.{k}" for k in extra)]
     buf = io.StringIO()
     wr = csv.writer(buf, lineterminator="\n")
     wr.writerow(cols)
-    for i, t in enumerate(finished(study)):
+    for i, t in enumerate(trials):
         a = t.user_attrs
         failed = a.get("failed") or t.state == FAIL
         own = own_objective(t)
         conv = a.get("converged")
+        diag = a.get("diagnostics") or {}
         wr.writerow([i, "FAIL" if failed else t.state.name,
                      "" if failed or own is None else repr(own),
                      *(_fmt(a.get(k)) for k in ("objective_std", "kl", "welfare", "maxmin",
                                                 "exploitability")),
                      "" if failed or conv is None else str(bool(conv)),
                      *(_fmt(a.get(k)) for k in ("net_transfer", "seconds")),
-                     a.get("error", ""), *(repr(v) for v in trial_w(t, n))])
+                     a.get("error", ""), *(repr(v) for v in trial_w(t, n)),
+                     *(_fmt(diag.get(k)) for k in extra)])
     rundir.atomic_write(path, buf.getvalue().encode())
 
 
@@ -532,6 +541,26 @@ def _fmt(x: Any) -> str:
 def reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".strip()
+
+
+def failures(study: optuna.Study) -> tuple[int, str | None]:
+    """How many evaluations failed, and the first one's reason (``trial k: reason``)."""
+    bad = [(i, t) for i, t in enumerate(finished(study))
+           if t.user_attrs.get("failed") or t.state == FAIL]
+    if not bad:
+        return 0, None
+    i, t = bad[0]
+    return len(bad), f"trial {i}: {t.user_attrs.get('error') or 'failed'}"
+
+
+def failure_note(study: optuna.Study) -> str | None:
+    """The end-of-run line on failed evaluations (``None`` when none failed)."""
+    n, first = failures(study)
+    if not n:
+        return None
+    total = len(finished(study))
+    return (f"{n} of {total} evaluation{'s' if total != 1 else ''} failed (recorded with the "
+            f"worst J, column error of evaluations.csv); the first: {first}")
 
 
 def best_or_none(study: optuna.Study, direction: str, constrained: bool,
@@ -653,3 +682,26 @@ def record(study: optuna.Study, w: list[float], value: float | None,
     study.add_trial(optuna.trial.create_trial(
         state=state, value=value, params={}, distributions={},
         user_attrs={**user_attrs, "w": [float(v) for v in w]}))
+
+
+class Clock:
+    """The run's wall-clock time over its sessions: a resumed run continues the count
+    stored in the study (updated after every round), so its ``seconds`` is the total."""
+
+    def __init__(self, study: optuna.Study, start: float) -> None:
+        self.study, self.start = study, start
+        self.before = float(study.user_attrs.get(ELAPSED) or 0.0)
+
+    def session(self) -> float:
+        return time.perf_counter() - self.start
+
+    def total(self) -> float:
+        return self.before + self.session()
+
+    def wrap(self, progress: Any) -> Any:
+        """``progress`` that also stores the total time in the study."""
+        def tick(done: int, total: int, best: float | None) -> None:
+            self.study.set_user_attr(ELAPSED, self.total())
+            if progress is not None:
+                progress(done, total, best)
+        return tick

@@ -178,6 +178,9 @@ def param_names(n: int) -> list[str]:
     return [f"w_{i}" for i in range(n)]
 
 
-def distributions(n: int, bounds: tuple[float, float]) -> dict[str, optuna.distributions.FloatDistribution]:
-    lo, hi = bounds
-    return {name: optuna.distributions.FloatDistribution(lo, hi) for name in param_names(n)}
+def distributions(n: int, bounds: Sequence[float] | Sequence[Sequence[float]]
+                  ) -> dict[str, optuna.distributions.FloatDistribution]:
+    """The search box: ``bounds`` is one ``(lo, hi)`` for every weight, or ``n`` pairs."""
+    box = np.broadcast_to(np.asarray(bounds, dtype=float).reshape(-1, 2), (n, 2))
+    return {name: optuna.distributions.FloatDistribution(float(lo), float(hi))
+            for name, (lo, hi) in zip(param_names(n), box)}

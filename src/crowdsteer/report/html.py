@@ -4,11 +4,15 @@ The report shows the pictures of the paper for one run folder:
 
 1. a header (objective, learner, modifier, optimiser) and a table of the baseline
    (modifier off, ``w = 0``) against the best ``w`` found;
-2. heat maps of the target ``M*_t``, the agents left alone and the agents under the best
-   modifier, one row each and one column per time step, on one colour scale;
-3. ``J`` against evaluation number: every evaluation as a point, the best so far as a line,
-   the baseline, and the KL of N agents drawn iid from the target when there is one;
-4. the modifier ``Theta`` at the best ``w`` on a diverging scale centred at 0;
+2. the agents' own desirability, then heat maps of the target ``M*_t``, the agents left
+   alone and the agents under the best modifier, one row each and one column per time
+   step, on one colour scale (log where the mass sits in a few cells), and the best minus
+   the target; games that are not grids get bar charts named by their states instead;
+3. ``J`` against trial number (``0``: the baseline, as in ``evaluations.csv``): every
+   evaluation as a point, the best so far as a line, the baseline, and the KL of N agents
+   drawn iid from the target when there is one;
+4. the best weights named by their terms, those at a bound flagged; the modifier
+   ``Theta`` at the best ``w`` on a diverging scale centred at 0;
 5. the failed evaluations with their errors;
 6. the resolved config.
 
@@ -33,6 +37,8 @@ Run folder contract (written by the meta-agent)::
     baseline_mu.npy    (T, h, w) or (T, n)   agents left alone (w = 0)
     best_mu.npy        (T, h, w) or (T, n)   agents under the best modifier
     best_theta.npy     (T, h, w) or (T, n)   Theta at the best w
+    reward.npy         (T, h, w) or (T, n)   the agents' desirability (or intrinsic reward)
+    labels.json        state and weight names, the weights' bounds (report/labels.py)
     config.yaml        the resolved config
     network.npz        road networks: link ends, capacities, node positions, demand
 """
@@ -50,7 +56,7 @@ import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +66,7 @@ from crowdsteer import rundir
 from crowdsteer.config_base import read_npy
 from crowdsteer.errors import ConfigError
 from crowdsteer.report import plots
+from crowdsteer.report.labels import read_labels
 from crowdsteer.report.network import report_section as network_section
 from crowdsteer.report.plots import write_reproduction_plot
 
@@ -77,7 +84,7 @@ W_SHOWN = 12
 """Parameter vectors longer than this are shown truncated."""
 
 ARRAY_NDIM = {"target.npy": (2, 3), "baseline_mu.npy": (2, 3), "best_mu.npy": (2, 3),
-              "best_theta.npy": (2, 3)}
+              "best_theta.npy": (2, 3), "reward.npy": (2, 3)}
 """Dimensions each saved array may have: ``(T, h, w)`` or ``(T, n)``."""
 
 
@@ -119,6 +126,11 @@ class SavedRun:
     config_text: str | None
     problems: tuple[str, ...] = ()
     """One line per file (or part of one) left out because it could not be read."""
+    reward: np.ndarray | None = None
+    """``reward.npy``: the agents' own desirability (or intrinsic reward at ``w = 0``)."""
+    labels: dict[str, Any] = field(default_factory=dict)
+    """``labels.json`` (:func:`crowdsteer.report.labels.read_labels`): state and weight
+    names, the weights' bounds, what ``reward`` is."""
 
 
 def read_run(run_dir: Path) -> SavedRun:
@@ -198,6 +210,8 @@ def read_run(run_dir: Path) -> SavedRun:
         best_theta=array("best_theta.npy"),
         config_text=text("config.yaml"),
         problems=tuple(problems),
+        reward=array("reward.npy"),
+        labels=read_labels(run_dir),
     )
 
 
@@ -329,7 +343,8 @@ def write_report(run_dir: Path) -> Path:
         figure = _Figures(Path(tmp))
         grids = (None, None) if roads else (_distributions(run, figure),
                                             _modifier(run, figure))
-        sections += [s for s in (grids[0], _trace(run, figure), grids[1],
+        sections += [s for s in (grids[0], _trace(run, figure),
+                                 None if roads else _weights(run, figure), grids[1],
                                  "" if any(p.endswith(ROAD + " is left out") for p in run.problems)
                                  else network_section(run_dir, figure),
                                  _failures(run), _config(run), _problems(run)) if s]
@@ -450,23 +465,112 @@ def _distributions(run: SavedRun, figure: _Figures) -> str:
                                         ("best modifier", run.best_mu)) if a is not None]
     if not rows:
         return ""
+    if all(np.ndim(a) == 2 for _, a in rows):
+        return _action_bars(run, rows, figure)
     T = max(np.shape(a)[0] for _, a in rows)
     times = plots.select_times(T, MAX_COLUMNS)
     note = "" if len(times) == T else (
         f" Showing {len(times)} of {T} steps, evenly spaced.")
+    values = np.concatenate([np.ravel(a) for _, a in rows]).astype(float)
+    scale = plots.choose_scale(values)
+    if scale == "log":
+        note += (f" Most of the mass sits in a few cells, so the colours are on a log scale "
+                 f"(values below {plots.LOG_RANGE:g} of the largest share the darkest colour).")
 
     def draw(path: Path) -> Path:
         if len(times) == T:
-            return plots.heatmap_grid(rows, path, title="distribution of agents over states")
-        values = np.concatenate([np.ravel(a) for _, a in rows]).astype(float)
+            return plots.heatmap_grid(rows, path, title="distribution of agents over states",
+                                      label="share of agents", scale=scale)
         return plots.heatmap_columns(rows, path, times, title="distribution of agents over "
                                      "states", vmin=float(np.nanmin(values)),
-                                     vmax=float(np.nanmax(values)))
+                                     vmax=float(np.nanmax(values)), label="share of agents",
+                                     scale=scale)
 
+    parts = [figure(draw, "heat maps of the distributions")]
+    reward = run.reward
+    if reward is not None and np.shape(reward)[1:] == np.shape(rows[0][1])[1:]:
+        what = run.labels.get("reward", "the agents' own reward")
+
+        def draw_reward(path: Path) -> Path:
+            return plots.heatmap_columns([("agents' reward", reward)], path,
+                                         plots.select_times(np.shape(reward)[0], MAX_COLUMNS),
+                                         title=f"what the agents like on their own: {what}",
+                                         cmap="magma",
+                                         label="reward")
+
+        parts.insert(0, figure(draw_reward, "heat map of the agents' own reward"))
+    target, best = run.target, run.best_mu
+    if target is not None and best is not None and np.shape(target) == np.shape(best):
+        diff = best - target
+        limit = float(np.nanmax(np.abs(diff))) or 1.0
+
+        def draw_diff(path: Path) -> Path:
+            return plots.heatmap_columns([("best - target", diff)], path, times,
+                                         title="best minus target: red too many agents, "
+                                         "blue too few", cmap="RdBu_r", vmin=-limit,
+                                         vmax=limit, label="share of agents")
+
+        parts.append(figure(draw_diff, "heat map of best minus target"))
     return ("<section><h2>Where the agents go</h2>"
-            "<p>One row per distribution, one column per time step, on one colour scale: "
-            + ", ".join(_e(label) for label, _ in rows) + "." + note + "</p>"
-            + figure(draw, "heat maps of the distributions") + "</section>")
+            "<p>What the agents like on their own, then one row per distribution, one column "
+            "per time step, on one colour scale: "
+            + ", ".join(_e(label) for label, _ in rows) + "." + note
+            + (" Last, the best distribution minus the target." if len(parts) > 2 or (
+                target is not None and best is not None and reward is None) else "")
+            + "</p>" + "".join(parts) + "</section>")
+
+
+def _action_bars(run: SavedRun, rows: list[tuple[str, np.ndarray]], figure: _Figures) -> str:
+    """Games that are not grids: the share of agents per state at the last step, as bars
+    named by the game's states (``player:action``, paths), the states no one is in left out."""
+    S = np.shape(rows[0][1])[1]
+    if any(np.shape(a)[1] != S for _, a in rows):
+        return ""
+    last = [(label, np.asarray(a, dtype=float)[-1]) for label, a in rows]
+    names = run.labels.get("states")
+    names = names if names is not None and len(names) == S else [f"state {i}" for i in range(S)]
+    used = np.flatnonzero(np.any([np.nan_to_num(v) > 1e-12 for _, v in last], axis=0))
+    if used.size == 0:
+        return ""
+
+    def draw(path: Path) -> Path:
+        return plots.bar_chart([(label, v[used]) for label, v in last],
+                               [names[i] for i in used], path, ylabel="share of agents",
+                               title="where the agents end up (last step)")
+
+    return ("<section><h2>Where the agents go</h2><p>The share of agents in each state at "
+            "the last step (for players, <code>player:action</code>: the action taken), for "
+            + ", ".join(_e(label) for label, _ in rows) + "; states no one is in are left "
+            "out.</p>" + figure(draw, "bar chart of the distributions") + "</section>")
+
+
+def _weights(run: SavedRun, figure: _Figures) -> str:
+    w = _dict(run.result.get("best")).get("w")
+    try:
+        w = np.asarray(w, dtype=float).ravel()
+    except (TypeError, ValueError):
+        return ""
+    if w.size == 0 or not np.all(np.isfinite(w)):
+        return ""
+    names = run.labels.get("weights")
+    names = names if names is not None and len(names) == w.size else [
+        f"w_{i}" for i in range(w.size)]
+    bounds = run.labels.get("bounds")
+    at = plots.at_bound(w, bounds)
+    flagged = [n for n, a in zip(names, at) if a]
+    warn = (f'<p class="warn">{len(flagged)} of {w.size} weights sit at a bound of the box '
+            f"{_e(str(bounds))}: {_e(', '.join(flagged[:8]))}"
+            f"{', ...' if len(flagged) > 8 else ''}. The best w may lie outside it: widen "
+            "modifier.bounds and run again.</p>" if flagged else "")
+
+    def draw(path: Path) -> Path:
+        return plots.weight_bars(w, names, path, bounds, title="the best weights")
+
+    return ("<section><h2>The best weights</h2><p>Each weight named by what it multiplies"
+            + (" (power series: u the column, v the row, both scaled to [-1, 1])"
+               if any(n == "u" or n.endswith(": u") for n in names) else "")
+            + "; red bars sit at a bound.</p>" + warn
+            + figure(draw, "bar chart of the best weights") + "</section>")
 
 
 def _trace(run: SavedRun, figure: _Figures) -> str:
@@ -495,7 +599,7 @@ def _trace(run: SavedRun, figure: _Figures) -> str:
             ev.J, path, direction, ylabel=f"J ({name})",
             baseline=baseline if math.isfinite(baseline) else None,
             floor=floor if math.isfinite(floor) else None, best_index=best_index, logy=logy,
-            title=f"J against evaluation ({direction})")
+            title=f"J against trial ({direction})", trials=ev.trial)
 
     fails = f" {n_fail} evaluation(s) without J are marked x on the axis." if n_fail else ""
     floor_note = (" The dashed line is the KL of as many agents drawn independently from the "
@@ -504,7 +608,7 @@ def _trace(run: SavedRun, figure: _Figures) -> str:
     return ("<section><h2>The meta-agent's search</h2>"
             f"<p>Each evaluation's J as a point, the best so far as a line; the dotted line is "
             f"the baseline (w = 0).{floor_note}{fails}</p>"
-            + figure(draw, "J against evaluation number") + "</section>")
+            + figure(draw, "J against trial number") + "</section>")
 
 
 def _modifier(run: SavedRun, figure: _Figures) -> str:
@@ -514,6 +618,19 @@ def _modifier(run: SavedRun, figure: _Figures) -> str:
     T = np.shape(theta)[0] if np.ndim(theta) else 1
     times = plots.select_times(T, MAX_COLUMNS)
     note = "" if len(times) == T else f" Showing {len(times)} of {T} steps, evenly spaced."
+
+    names = run.labels.get("states")
+    if np.ndim(theta) == 2 and names is not None and len(names) == np.shape(theta)[1]:
+        steps = plots.select_times(T, 6)  # not a grid: bars named by the states
+
+        def draw(path: Path) -> Path:
+            return plots.bar_chart([(f"t = {t + 1}", theta[t]) for t in steps], names, path,
+                                   ylabel="paid on landing (reward units)",
+                                   title="Theta at the best w")
+
+        return ("<section><h2>The reward modifier</h2><p>What an agent is paid on landing "
+                "in each state at the best w (negative: a toll).</p>"
+                + figure(draw, "bar chart of the modifier") + "</section>")
 
     def draw(path: Path) -> Path:
         return plots.modifier_heatmap(theta, path, title="Theta at the best w", times=times)
@@ -574,6 +691,8 @@ def _fmt(x: Any) -> str:
     if isinstance(x, (int, np.integer)):
         return str(int(x))
     v = _to_float(x)
+    if v != 0 and abs(v) < 1e-100:  # e.g. J = -1.7e-260 on spectrum: zero, said plainly
+        return f"0 ({v:.2g})"
     return f"{v:.5g}" if math.isfinite(v) else "n/a"
 
 
@@ -613,6 +732,7 @@ td.err { color: #a00; font-family: ui-monospace, monospace; white-space: pre-wra
 img { max-width: 100%; height: auto; display: block; margin: .5em 0; }
 pre { background: #f6f6f6; padding: .8em; overflow-x: auto; font-size: 13px; }
 .note { color: #666; font-size: .9em; }
+.warn { color: #8a4b00; background: #fff4e0; padding: .4em .7em; border-left: 3px solid #e69500; }
 """
 
 _PAGE = """<!DOCTYPE html>

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
+import matplotlib.colors
 import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from crowdsteer.report.labels import at_bound  # noqa: E402
 
 Array = np.ndarray
 
@@ -24,7 +28,8 @@ def _save(fig: "plt.Figure", path: Path) -> Path:
 
 
 def heatmap_grid(rows: Sequence[tuple[str, Array]], path: Path, title: str | None = None,
-                 cmap: str = "viridis", shared_scale: bool = True) -> Path:
+                 cmap: str = "viridis", shared_scale: bool = True, label: str = "",
+                 scale: str = "linear") -> Path:
     """One row of heat maps per entry of ``rows``, one column per time step.
 
     Parameters
@@ -34,24 +39,31 @@ def heatmap_grid(rows: Sequence[tuple[str, Array]], path: Path, title: str | Non
         games without a grid, drawn as a 1-row strip).
     path
         Where to write the PNG.
+    label
+        What the colour bar measures.
+    scale
+        ``linear``, ``log`` or ``auto`` (see :func:`choose_scale`).
     """
-    rows = [(label, _as_grid(np.asarray(a, dtype=float))) for label, a in rows]
+    rows = [(name, _as_grid(np.asarray(a, dtype=float))) for name, a in rows]
     T = max(a.shape[0] for _, a in rows)
     vmax = max(float(np.nanmax(a)) for _, a in rows) if shared_scale else None
     vmin = min(float(np.nanmin(a)) for _, a in rows) if shared_scale else None
-    return _heatmaps(rows, path, range(T), title=title, cmap=cmap, vmin=vmin, vmax=vmax)
+    return _heatmaps(rows, path, range(T), title=title, cmap=cmap, vmin=vmin, vmax=vmax,
+                     label=label, scale=scale)
 
 
 def heatmap_columns(rows: Sequence[tuple[str, Array]], path: Path, times: Sequence[int],
                     title: str | None = None, cmap: str = "viridis",
-                    vmin: float | None = None, vmax: float | None = None) -> Path:
+                    vmin: float | None = None, vmax: float | None = None, label: str = "",
+                    scale: str = "linear") -> Path:
     """Like :func:`heatmap_grid`, but only the 0-based time steps ``times``, on fixed limits.
 
     Columns are labelled with their true step ``t = times[k] + 1``, so a long horizon can be
     shown at a few chosen steps (see :func:`select_times`).
     """
-    rows = [(label, _as_grid(np.asarray(a, dtype=float))) for label, a in rows]
-    return _heatmaps(rows, path, list(times), title=title, cmap=cmap, vmin=vmin, vmax=vmax)
+    rows = [(name, _as_grid(np.asarray(a, dtype=float))) for name, a in rows]
+    return _heatmaps(rows, path, list(times), title=title, cmap=cmap, vmin=vmin, vmax=vmax,
+                     label=label, scale=scale)
 
 
 def select_times(T: int, max_columns: int) -> Array:
@@ -67,28 +79,78 @@ def select_times(T: int, max_columns: int) -> Array:
     return np.unique(np.round(np.linspace(0, T - 1, max_columns)).astype(int))
 
 
+CONCENTRATED = 20.0
+"""A non-negative map is drawn on a log scale when its largest value exceeds this many times
+its 90th percentile (most cells would be the lowest colour on a linear scale)."""
+LOG_RANGE = 1e-4
+"""A log scale spans this fraction of the largest value; smaller values get its lowest colour."""
+
+
+def choose_scale(values: Array) -> str:
+    """``log`` for non-negative values whose mass is concentrated in a few cells, else
+    ``linear``.
+
+    >>> choose_scale(np.r_[np.full(99, 1e-4), 1.0]), choose_scale(np.linspace(0, 1, 100))
+    ('log', 'linear')
+    """
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0 or v.min() < 0 or v.max() <= 0:
+        return "linear"
+    return "log" if v.max() > CONCENTRATED * np.percentile(v, 90) else "linear"
+
+
+def _norm(scale: str, vmin: float | None, vmax: float | None, values: Array) -> Any:
+    if scale == "auto":
+        scale = choose_scale(values)
+    if scale != "log":
+        return matplotlib.colors.Normalize(vmin=vmin, vmax=vmax), False
+    top = float(np.nanmax(values)) if vmax is None else vmax
+    return matplotlib.colors.LogNorm(vmin=top * LOG_RANGE, vmax=top, clip=True), True
+
+
 def _heatmaps(rows: Sequence[tuple[str, Array]], path: Path, times: Sequence[int],
-              title: str | None, cmap: str, vmin: float | None, vmax: float | None) -> Path:
-    """Draw ``(label, (T, h, w))`` rows at the 0-based steps ``times``."""
+              title: str | None, cmap: str, vmin: float | None, vmax: float | None,
+              label: str = "", scale: str = "linear") -> Path:
+    """Draw ``(label, (T, h, w))`` rows at the 0-based steps ``times``: ticks on the grid's
+    rows and columns, a labelled colour bar per row, panels about 300 px wide."""
     times = list(times)
     n, C = len(rows), len(times)
-    fig, axes = plt.subplots(n, C, figsize=(2.6 * C + 0.8, 2.4 * n + 0.4), squeeze=False)
-    for r, (label, a) in enumerate(rows):
+    values = np.concatenate([a.ravel() for _, a in rows])
+    norm, log = _norm(scale, vmin, vmax, values)
+    h, w = rows[0][1].shape[1:]
+    aspect = min(max(h / max(w, 1), 0.25), 2.0)
+    fig, axes = plt.subplots(n, C, figsize=(3.3 * C + 1.2, 3.3 * aspect * n + 0.7),
+                             squeeze=False)
+    strip = h == 1
+    for r, (name, a) in enumerate(rows):
+        im = None
         for c, t in enumerate(times):
             ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
             if t >= a.shape[0]:
                 ax.axis("off")
                 continue
-            im = ax.imshow(a[t], cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+            im = ax.imshow(a[t], cmap=cmap, norm=norm, interpolation="nearest",
+                           aspect="auto" if strip else "equal")
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(6, integer=True))
+            if strip:
+                ax.set_yticks([])
+            else:
+                ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(6, integer=True))
+            ax.tick_params(labelsize=7)
             if r == 0 and C > 1:
-                ax.set_title(f"t = {t + 1}", fontsize=9)
+                ax.set_title(f"t = {t + 1}", fontsize=10)
+            if r == n - 1:
+                ax.set_xlabel("state" if strip else "column", fontsize=8)
             if c == 0:
-                ax.set_ylabel(label, fontsize=9)
-        fig.colorbar(im, ax=list(axes[r]), shrink=0.8)
+                ax.set_ylabel(name if strip else f"{name}\nrow", fontsize=9)
+        if im is not None:
+            bar = fig.colorbar(im, ax=list(axes[r]), shrink=0.85)
+            bar.set_label(label + (" (log scale)" if log else ""), fontsize=8)
+            bar.ax.tick_params(labelsize=7)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title + (f"; below {LOG_RANGE:g} x the largest value: the darkest colour"
+                              if log else ""), fontsize=10)
     return _save(fig, path)
 
 
@@ -96,6 +158,50 @@ def _as_grid(a: Array) -> Array:
     if a.ndim == 2:  # (T, n): draw as a strip
         return a[:, None, :]
     return a
+
+
+def bar_chart(series: Sequence[tuple[str, Array]], names: Sequence[str], path: Path,
+              ylabel: str, title: str | None = None) -> Path:
+    """Grouped bars: one group per name, one bar per ``(label, (len(names),) values)``."""
+    k = len(series)
+    x = np.arange(len(names))
+    width = 0.8 / max(k, 1)
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.5 * len(names) * max(k, 2) / 2 + 2), 3.8))
+    for i, (label, v) in enumerate(series):
+        ax.bar(x + (i - (k - 1) / 2) * width, np.asarray(v, dtype=float), width, label=label)
+    ax.set_xticks(x)
+    rotate = max((len(n) for n in names), default=0) * len(names) > 60
+    ax.set_xticklabels(names, rotation=30 if rotate else 0, ha="right" if rotate else "center",
+                       fontsize=8)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    if k > 1:
+        ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def weight_bars(w: Array, names: Sequence[str], path: Path, bounds: Sequence[float] | None,
+                title: str | None = None) -> Path:
+    """The best weights as horizontal bars named by their terms; a weight within 1% of the
+    box's width from a bound is drawn red and marked ``at bound``."""
+    w = np.asarray(w, dtype=float)
+    at = at_bound(w, bounds)
+    fig, ax = plt.subplots(figsize=(6.4, 0.32 * len(w) + 1.2))
+    y = np.arange(len(w))[::-1]
+    ax.barh(y, w, color=np.where(at, "tab:red", "tab:blue"))
+    ax.set_yticks(y)
+    ax.set_yticklabels([f"{n}  (at bound)" if a else n for n, a in zip(names, at)], fontsize=8)
+    if bounds is not None:
+        for b in bounds:
+            ax.axvline(b, ls="--", lw=1, color="tab:gray")
+    ax.axvline(0, lw=0.8, color="black")
+    ax.set_xlabel("weight (dashed: the bounds)")
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)
 
 
 def line_plot(series: Sequence[tuple[str, Array, Array]], path: Path, xlabel: str, ylabel: str,
@@ -121,7 +227,8 @@ def line_plot(series: Sequence[tuple[str, Array, Array]], path: Path, xlabel: st
 
 
 def modifier_heatmap(theta: Array, path: Path, title: str | None = None,
-                     times: Sequence[int] | None = None) -> Path:
+                     times: Sequence[int] | None = None,
+                     label: str = "paid on landing (reward units)") -> Path:
     """The modifier field ``Theta`` as heat maps on a diverging scale centred at 0.
 
     Parameters
@@ -142,7 +249,7 @@ def modifier_heatmap(theta: Array, path: Path, title: str | None = None,
     limit = limit if limit > 0 else 1.0  # an all-zero field still gets a valid scale
     times = range(theta.shape[0]) if times is None else times
     return _heatmaps([("Theta", theta)], path, list(times), title=title, cmap="RdBu_r",
-                     vmin=-limit, vmax=limit)
+                     vmin=-limit, vmax=limit, label=label)
 
 
 def best_so_far(J: Array, direction: str) -> Array:
@@ -164,9 +271,10 @@ def best_so_far(J: Array, direction: str) -> Array:
 def objective_trace(J: Array, path: Path, direction: str, ylabel: str,
                     baseline: float | None = None, floor: float | None = None,
                     best_index: int | None = None, logy: bool = False,
-                    title: str | None = None,
+                    title: str | None = None, trials: Array | None = None,
                     floor_label: str = "N iid agents from the target") -> Path:
-    """Each evaluation's ``J`` as a point and the best so far as a line, against evaluation 1..n.
+    """Each evaluation's ``J`` as a point and the best so far as a line, against its trial
+    number (``0``: the baseline), as in ``evaluations.csv`` and the run's output.
 
     Parameters
     ----------
@@ -183,9 +291,11 @@ def objective_trace(J: Array, path: Path, direction: str, ylabel: str,
         0-based position of the reported best evaluation, drawn as a star.
     logy
         Log scale; the caller checks every drawn value is positive.
+    trials
+        ``(n,)`` trial numbers of the evaluations (default ``0 .. n - 1``).
     """
     J = np.asarray(J, dtype=float)
-    x = np.arange(1, J.size + 1)
+    x = np.arange(J.size) if trials is None else np.asarray(trials)
     ok = np.isfinite(J)
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     ax.plot(x[ok], J[ok], "o", ms=3.5, alpha=0.55, color="tab:blue", label="evaluation")
@@ -209,7 +319,8 @@ def objective_trace(J: Array, path: Path, direction: str, ylabel: str,
             plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
             ax.yaxis.set_major_formatter(plain)
             ax.yaxis.set_minor_formatter(plain)
-    ax.set_xlabel("evaluation")
+    ax.set_xlabel("trial (0: the baseline, w = 0)")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title, fontsize=10)
@@ -253,8 +364,9 @@ def write_reproduction_plot(curves: Sequence[Array], path: Path, label: str,
     hi = np.where(has, np.where(ok, best, -np.inf).max(axis=0), np.nan)
     values = best[ok]
     logy = bool(values.size and values.min() > 0 and values.max() >= 100 * values.min())
-    x = np.arange(1, n + 1)
+    x = np.arange(n)  # trial numbers, 0 the baseline, as in evaluations.csv
     runs = f"{len(curves)} run" + ("s" if len(curves) != 1 else "")
-    return line_plot([(label, x, mean)], path, xlabel="evaluation", ylabel=label,
+    return line_plot([(label, x, mean)], path, xlabel="trial (0: the baseline, w = 0)",
+                     ylabel=label,
                      title=f"best so far: mean over {runs}, min-max band", logy=logy,
                      bands=[(x, lo, hi)])
