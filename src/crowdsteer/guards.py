@@ -13,6 +13,9 @@ crowd game         ``3 * 8 T S`` (desirability, its grid, rewards) + ``80 S A K`
 ``fictitious_play``  ``100 N`` + ``(12 + 3 K) 8 T S A`` (measured 73-99 B per agent)
 ``independent``    the above + ``5.4 N T S A`` (a float32 value and a visit count per
                    agent and entry: measured 5.34)
+``policy_gradient``  ``150 N`` + ``(8 + K) 8 T S A``; ``sharing: none`` adds ``4 N T S A``
+                   (float32 logits per agent), ``9 N T S A`` with ``critic: agent``
+                   (estimated from the arrays, not measured)
 CMA-ES             ``3 * 8 d^2`` (covariance, its eigenvectors, a scratch copy)
 =================  ==============================================================
 
