@@ -111,3 +111,16 @@ def test_the_report_says_what_exploitability_is_and_shows_a_rise_as_one(tmp_path
     assert "%" not in page[page.index("<th>exploitability</th>"):].split("</tr>")[0]
     assert "what one agent could gain by changing its own policy" in page
     assert "best: NOT converged" in page and "1 of 61 evaluations converged" in page
+
+
+def test_independent_at_temperature_0_is_flagged_where_it_does_not_converge():
+    """BENCHMARKS.md "Stopping": independent at tau = 0 stops above its tolerance in 4 of 6
+    cases; a run with it says so, and not for the cases that converge (tau > 0, or
+    fictitious_play)."""
+    from crowdsteer.learners.independent import IndependentConfig
+    from crowdsteer.learners.sampled_fp import FictitiousPlayConfig
+    from crowdsteer.metaagent.runner import learner_caution
+
+    assert "temperature 0" in learner_caution(IndependentConfig(temperature=0.0))
+    assert learner_caution(IndependentConfig(temperature=0.1)) is None
+    assert learner_caution(FictitiousPlayConfig(temperature=0.0)) is None
