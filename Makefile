@@ -3,13 +3,14 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PIP_ARGS ?=
 
 .PHONY: install demo test test-fast bench bench-peers clean browser
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,ray,deep]'
+	$(BIN)/pip install --quiet -c constraints.txt $(PIP_ARGS) -e '.[test,ray,deep]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -27,12 +27,12 @@ from pathlib import Path  # noqa: E402
 
 # peers, head_to_head and network's peer: skipped unless their optional dependencies are installed
 SUITES = ("solver", "convergence", "model_free", "metaagent", "steering", "envs", "peers",
-          "head_to_head", "network", "blackbox", "ppo")
+          "head_to_head", "network", "blackbox", "ppo", "learners")
 PREAMBLE = """# Benchmarks
 
 Speed and scale of the equilibrium engine, measured by `benchmarks/run.py`
 (`make bench`; `--only NAME` for one suite: solver, convergence, model_free, metaagent,
-steering, envs, peers, head_to_head, network, blackbox, ppo; `--quick` for a smoke run that
+steering, envs, peers, head_to_head, network, blackbox, ppo, learners; `--quick` for a smoke run that
 does not touch this file). Each section below is rewritten by the suite that produced it
 and states its own command, date and machine.
 

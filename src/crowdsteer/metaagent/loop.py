@@ -57,27 +57,22 @@ class Problem:
         return requires_convergence(self.optimiser)
 
 
-NATIVE_CONSTRAINTS = ("gp", "tpe")
-"""Optimisers whose Optuna sampler models constraints (``bo`` with a budget runs as ``gp``)."""
-
-
 def constraints_of(problem: Problem) -> Any:
-    """Optuna's ``constraints_func`` (values <= 0 are feasible): net transfers with
-    ``constraint: budget``, and ``1`` for an evaluation that did not converge with
-    ``require_convergence`` (samplers that model constraints: ``gp``, ``tpe``, and ``bo``
-    with a budget, which then runs as ``gp``); ``None`` when neither applies. The other
-    optimisers see a non-converged evaluation through the value it is told
-    (:func:`~crowdsteer.metaagent.study.infeasible_value`)."""
-    native = problem.optimiser.name in NATIVE_CONSTRAINTS
-    if not (problem.constrained or (problem.required and native)):
+    """With ``constraint: budget``, the constraints told with each evaluation
+    (``trial -> {name: value}``, feasible at <= 0; see
+    :func:`~crowdsteer.metaagent.study.set_constraints`), for ``gp`` and ``tpe`` (``bo``
+    then runs as ``gp``): net transfers and, with ``require_convergence``, ``1`` for an
+    evaluation that did not converge; ``None`` without a budget. Without one, every
+    optimiser sees a non-converged evaluation through the value it is told
+    (:func:`~crowdsteer.metaagent.study.infeasible_value`): never better than the worst
+    converged J."""
+    if not problem.constrained:
         return None
 
-    def constraints(t: optuna.trial.FrozenTrial) -> list[float]:
-        out = []
-        if problem.constrained:
-            out.append(t.user_attrs.get("net_transfer") or 0.0)
-        if problem.required and (native or problem.constrained):
-            out.append(0.0 if t.user_attrs.get("converged") is not False else 1.0)
+    def constraints(t: optuna.trial.FrozenTrial) -> dict[str, float]:
+        out = {"budget": t.user_attrs.get("net_transfer") or 0.0}
+        if problem.required:
+            out["converged"] = 0.0 if t.user_attrs.get("converged") is not False else 1.0
         return out
 
     return constraints
@@ -130,16 +125,16 @@ def drive(problem: Problem, study: optuna.Study, executor: Executor, out: Path |
                 parts = results[i * R:(i + 1) * R]
                 errors = [p for p in parts if isinstance(p, BaseException)]
                 if errors:
-                    tell_failure(study, c, reason(errors[0]), problem.direction)
+                    tell_failure(study, c, reason(errors[0]), problem.direction, constraints)
                     failed.append((errors[0], c))
                     continue
                 try:
                     res = problem.combine(c.w, parts)
                 except Exception as exc:  # a user's evaluate returned something unusable
-                    tell_failure(study, c, reason(exc), problem.direction)
+                    tell_failure(study, c, reason(exc), problem.direction, constraints)
                     failed.append((exc, c))
                     continue
-                tell(study, c, res, problem.required, problem.direction)
+                tell(study, c, res, problem.required, problem.direction, constraints)
             if out is not None:
                 write_evaluations(study, n, out / "evaluations.csv")
             if failed and problem.on_error is not None:

@@ -119,6 +119,9 @@ def run(config: Config | dict | str | Path, out: Path | str | None = None, resum
         study = begin(store, out, s.objective.direction, resolved, "config.yaml", resume, force,
                       input_files(resolved, config.base_dir))
         note(out, log, f"optimiser: {choice} ({why})")
+        caution = learner_caution(config["learner"])
+        if caution:
+            note(out, log, caution)
         if warm is not None:
             note(out, log, f"warm start: the mean-field optimum (exact learner, temperature "
                  f"{warm['temperature']:g}) has J = {warm['objective']:.6g} after "
@@ -144,6 +147,18 @@ def run(config: Config | dict | str | Path, out: Path | str | None = None, resum
             if line is not None:
                 note(out, log, line)
         return result
+
+
+def learner_caution(learner: Any) -> str | None:
+    """A line for the run when its learner is known not to reach its tolerance there (see
+    :mod:`crowdsteer.learners.independent`, "Where it does not converge")."""
+    if getattr(learner, "name", "") == "independent" and learner.temperature == 0:
+        return ("learner independent at temperature 0: greedy agents facing a mixed "
+                "equilibrium (log congestion) keep switching and, with T > 1, settle slowly; "
+                "measured, they stop above the tolerance in 4 of 6 cases (BENCHMARKS.md, "
+                "Stopping): most evaluations may not converge (they are never the best); "
+                "use temperature > 0 or fictitious_play")
+    return None
 
 
 WARM_TEMPERATURE = 0.01

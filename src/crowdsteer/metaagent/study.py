@@ -391,17 +391,36 @@ def has_baseline(study: optuna.Study) -> bool:
 
 
 def tell(study: optuna.Study, c: Candidate, outcome: Outcome, required: bool = False,
-         direction: str = "minimize") -> None:
-    """Record a finished evaluation: its diagnostics (J among them), then the value the
-    optimiser is told: J, or with ``required`` for an evaluation that did not converge
-    :func:`infeasible_value` (its own J stays in the ``objective`` attribute)."""
+         direction: str = "minimize", constraints: Any = None) -> None:
+    """Record a finished evaluation: its diagnostics (J among them), its ``constraints``
+    (``trial -> values``, feasible at <= 0; stored as Optuna's ``set_constraint`` does, for
+    the samplers that model them), then the value the optimiser is told: J, or with
+    ``required`` for an evaluation that did not converge :func:`infeasible_value` (its own
+    J stays in the ``objective`` attribute)."""
+    storage = study._storage
     for k, v in attrs(outcome).items():
-        study._storage.set_trial_user_attr(c.trial_id, k, v)
+        storage.set_trial_user_attr(c.trial_id, k, v)
+    set_constraints(study, c.trial_id, constraints)
     faults.point("tell")
     value = outcome.objective
     if required and not outcome.converged:
         value = infeasible_value(study, value, direction)
     _tell(study, c.number, value)
+
+
+CONSTRAINT = "constraints:"
+"""Prefix of the trial system attributes Optuna's samplers read constraints from."""
+
+
+def set_constraints(study: optuna.Study, trial_id: int, constraints: Any) -> None:
+    """Store ``constraints(trial)`` (``{name: value}``, feasible at <= 0, the same names on
+    every trial) on a trial as Optuna's ``Trial.set_constraint`` does: the samplers that
+    model constraints read them there."""
+    if constraints is None:
+        return
+    storage = study._storage
+    for name, v in constraints(storage.get_trial(trial_id)).items():
+        storage.set_trial_system_attr(trial_id, CONSTRAINT + name, float(v))
 
 
 def infeasible_value(study: optuna.Study, objective: float, direction: str) -> float:
@@ -426,11 +445,13 @@ def own_objective(t: optuna.trial.FrozenTrial) -> float | None:
     return float(own) if own is not None else (None if t.value is None else float(t.value))
 
 
-def tell_failure(study: optuna.Study, c: Candidate, reason: str, direction: str) -> None:
+def tell_failure(study: optuna.Study, c: Candidate, reason: str, direction: str,
+                 constraints: Any = None) -> None:
     """Record a failed evaluation with its reason. The optimiser is told the worst J seen so
     far, so it learns the region is bad; the trial stays marked failed everywhere else."""
     study._storage.set_trial_user_attr(c.trial_id, "error", reason)
     study._storage.set_trial_user_attr(c.trial_id, "failed", True)
+    set_constraints(study, c.trial_id, constraints)
     faults.point("tell")
     done = [t.value for t in study.get_trials(deepcopy=False, states=(COMPLETE,))
             if not t.user_attrs.get("failed")]

@@ -20,7 +20,7 @@ exactly what an uninterrupted one would.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 from typing import Annotated, Literal
 
 import numpy as np
@@ -34,7 +34,7 @@ from crowdsteer.registry import Registry
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)  # J ties make the GP fit log noise
 
-Constraints = Callable[[optuna.trial.FrozenTrial], Sequence[float]] | None
+Constraints = Callable[[optuna.trial.FrozenTrial], Mapping[str, float]] | None
 
 
 class OptimiserConfig(Strict):
@@ -76,10 +76,10 @@ class OptimiserConfig(Strict):
     """Count only equilibria (default: on, for every learner). An evaluation whose inner
     loop did not reach its tolerance (certified exploitability above the learner's
     ``tolerance``) is kept, marked ``converged = False`` in evaluations.csv, result.json
-    and the report, and treated as infeasible: never chosen as the best ``w``, told to the
-    optimiser as no better than the worst converged J (and as a violated constraint to
-    ``gp`` and ``tpe``). A run in which no evaluation converged says so and exits
-    non-zero. ``false``: every evaluation counts, at equilibrium or not."""
+    and the report, and treated as infeasible: never chosen as the best ``w``, told to
+    every optimiser as no better than the worst converged J (with ``constraint: budget``
+    also as a violated Optuna constraint). A run in which no evaluation converged says so
+    and exits non-zero (3). ``false``: every evaluation counts, at equilibrium or not."""
     constraint: Literal["budget"] | None = None
     """``budget``: require net transfers <= 0 as an optimiser constraint (gp, tpe; ``bo``
     then runs as ``gp``)."""
@@ -130,8 +130,10 @@ def _bo(cfg: OptimiserConfig, seed: int, index: int,
 @samplers.register("gp")
 def _gp(cfg: OptimiserConfig, seed: int, index: int,
         constraints: Constraints) -> optuna.samplers.BaseSampler:
+    # constraints reach it as the trials' own (set_constraint's system attributes, written
+    # when an evaluation is told): Optuna 5 deprecates constraints_func
     return optuna.samplers.GPSampler(seed=_index_seed(seed, index), n_startup_trials=cfg.initial,
-                                     deterministic_objective=False, constraints_func=constraints)
+                                     deterministic_objective=False)
 
 
 @samplers.register("cmaes")
@@ -148,8 +150,7 @@ def _cmaes(cfg: OptimiserConfig, seed: int, index: int,
 @samplers.register("tpe")
 def _tpe(cfg: OptimiserConfig, seed: int, index: int,
          constraints: Constraints) -> optuna.samplers.BaseSampler:
-    return optuna.samplers.TPESampler(seed=_index_seed(seed, index), n_startup_trials=cfg.initial,
-                                      constraints_func=constraints)
+    return optuna.samplers.TPESampler(seed=_index_seed(seed, index), n_startup_trials=cfg.initial)
 
 
 @samplers.register("random")
