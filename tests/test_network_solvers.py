@@ -86,8 +86,8 @@ def recomputed_gap(game, x, toll, system_optimum):
 
 
 BUDGET = 20_000
-"""Iterations any engine may take (measured: bi-conjugate Frank-Wolfe 3,074 to a gap of 1e-6
-at the system optimum; gradient projection 55)."""
+"""Iterations any engine may take to a gap of 1e-6, a tenth of them to 1e-4 (measured:
+bi-conjugate Frank-Wolfe 3,074 and 169 at the system optimum; gradient projection 55)."""
 
 
 def sioux_falls_tolls(game):
@@ -111,7 +111,7 @@ def test_the_reported_gap_is_the_gap_of_the_returned_flows(sioux_falls, name, to
     the marginal cost at the optimum) reports Sioux Falls "converged" far from it."""
     g = sioux_falls
     toll = sioux_falls_tolls(g) if tolled else None
-    sol = ENGINES[name](g, toll, relative_gap=1e-4, max_iterations=BUDGET,
+    sol = ENGINES[name](g, toll, relative_gap=1e-4, max_iterations=BUDGET // 10,
                         system_optimum=system_optimum)
     gap = recomputed_gap(g, sol.flow, toll, system_optimum)
     assert sol.converged and gap <= 1e-4
