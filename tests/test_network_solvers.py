@@ -166,6 +166,22 @@ def test_bpr_second_derivative_is_the_slope_of_the_first(sioux_falls):
         assert fd[0] == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.mark.parametrize("system_optimum", [False, True], ids=["equilibrium", "optimum"])
+def test_the_engines_cost_slope_is_the_derivative_of_the_cost(sioux_falls, system_optimum):
+    """The slope the line searches and Newton steps use is d c / d x (central differences):
+    at the system optimum ``c = t + x t'`` has slope ``2 t' + x t''``. A slope without
+    ``x t''`` still converges, only slower, so no answer shows it."""
+    from crowdsteer.learners.wardrop import _costs
+
+    g = sioux_falls
+    x = g.net.capacity * np.random.default_rng(2).uniform(0.2, 2.0, g.E)
+    toll = sioux_falls_tolls(g)
+    h = 1e-6 * x
+    _, dc = _costs(g, x, toll, system_optimum)
+    up, down = _costs(g, x + h, toll, system_optimum)[0], _costs(g, x - h, toll, system_optimum)[0]
+    np.testing.assert_allclose(dc, (up - down) / (2 * h), rtol=1e-6)
+
+
 def small_game(links):
     from crowdsteer.games.network import NetworkGame
     from crowdsteer.games.tntp import TntpNetwork
