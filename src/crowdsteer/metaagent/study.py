@@ -242,7 +242,7 @@ def open_run(store: Storage, out: Path | None, direction: str, signature: Any,
         if trials:
             study = _load(store)
             started = study.user_attrs.get(SIGNATURE)
-            if started is not None and started != signature:
+            if started is not None and not same_run(started, signature):
                 raise ConfigError("--resume", f"the config differs from the one {store.shown} "
                                   "was started with; resume with that config")
             return study, True
@@ -264,6 +264,15 @@ def open_run(store: Storage, out: Path | None, direction: str, signature: Any,
     if trials == 0:
         optuna.delete_study(study_name=store.name, storage=_rdb(store, False))
     return _create(store, direction, signature), False
+
+
+def same_run(started: Any, now: Any) -> bool:
+    """Whether a resume's config is the run's: equal but for the ``executor`` section
+    (where evaluations run changes none of them: ``--resume --executor local``)."""
+    def what(x: Any) -> Any:
+        return {k: v for k, v in x.items() if k != "executor"} if isinstance(x, dict) else x
+
+    return what(started) == what(now)
 
 
 def _refusal(store: Storage, out: Path | None, trials: int | None,
@@ -498,7 +507,9 @@ def baseline_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     """The finished baseline evaluation (``w = 0``); raises if it failed."""
     base = next(t for t in finished(study) if t.user_attrs.get("baseline"))
     if base.state != COMPLETE or base.user_attrs.get("failed"):
-        raise CrowdsteerError(f"the baseline (w = 0) failed: {base.user_attrs.get('error')}")
+        raise CrowdsteerError(f"the baseline (w = 0) failed: {base.user_attrs.get('error')}; "
+                              "every w is measured against it, so the run stops: fix the "
+                              "cause and start again with --force")
     return base
 
 
@@ -566,7 +577,7 @@ def begin(store: Storage, out: Path | None, direction: str, signature: Any, reco
     if resumed and path.exists():
         text = path.read_text()
         saved = yaml.safe_load(text) if as_yaml else json.loads(text)
-        if saved != json.loads(json.dumps(signature)):
+        if not same_run(saved, json.loads(json.dumps(signature))):
             raise ConfigError("--resume", f"the config differs from the one the run in {out} "
                               f"started with ({record}); resume with that config")
     elif as_yaml:
