@@ -185,9 +185,7 @@ class NetworkGame:
         """``(g_theta, residual)``: ``dJ/dtheta`` (``(E,)``, per unit toll on each link) given
         ``dJ/dmu = g_mu`` (the shape of ``solution.mu``) at the equilibrium under tolls
         ``theta``; see :func:`crowdsteer.learners.wardrop.equilibrium_vjp`."""
-        from crowdsteer.learners.wardrop import equilibrium_vjp
-
-        return equilibrium_vjp(self, solution, _toll_vector(theta, self.E), g_mu)
+        return ENGINES["equilibrium_vjp"](self, solution, _toll_vector(theta, self.E), g_mu)
 
     def worst_off(self, mu: Array) -> float:
         """``-D`` times the longest shortest-path travel time of any pair with demand, at the
@@ -211,8 +209,7 @@ class NetworkGame:
         """Wardrop equilibrium under tolls ``theta`` (``(E,)`` cost units, or ``None``): a
         :class:`~crowdsteer.learners.wardrop.NetworkSolution`. ``system_optimum`` solves
         for the system optimum instead (the equilibrium of marginal social costs)."""
-        from crowdsteer.learners.wardrop import bfw, gradient_projection
-
+        bfw, gradient_projection = ENGINES["bfw"], ENGINES["gradient_projection"]
         if temperature > 0:
             raise ConfigError("learner.temperature", "road networks are solved for "
                               "Wardrop's (deterministic) equilibrium; allowed: 0")
@@ -230,6 +227,11 @@ class NetworkGame:
         engine = bfw if many and relative_gap >= PRECISE_GAP else gradient_projection
         return engine(self, toll, relative_gap, max_iterations, progress, system_optimum)
 
+
+ENGINES: dict[str, Any] = {}
+"""``bfw``, ``gradient_projection`` and ``equilibrium_vjp``, registered by
+:mod:`crowdsteer.learners.wardrop` (which ``import crowdsteer`` imports): the solver
+imports the game, not the other way round."""
 
 NETWORK_LEARNERS = ("exact", "routes")
 """Learners that work on road networks (the others simulate states, which a network lacks)."""

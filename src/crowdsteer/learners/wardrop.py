@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from scipy.sparse import csr_matrix
 
-from crowdsteer.games.network import DEFAULT_RELATIVE_GAP, NetworkGame
+from crowdsteer.games.network import DEFAULT_RELATIVE_GAP, ENGINES, NetworkGame
 from crowdsteer.learners.base import Progress, Solution, check_finite
 
 Array = np.ndarray
@@ -459,3 +459,7 @@ def equilibrium_vjp(game: NetworkGame, solution: NetworkSolution, toll: Array | 
     full = np.zeros(paths.P)
     full[idx] = z
     return -_g(paths, b, full), residual
+
+
+ENGINES.update(bfw=bfw, gradient_projection=gradient_projection,  # the games' solvers
+               equilibrium_vjp=equilibrium_vjp)

@@ -34,7 +34,7 @@ import optuna
 
 from crowdsteer import faults, rundir
 from crowdsteer.errors import ConfigError, CrowdsteerError
-from crowdsteer.metaagent.evaluation import Outcome
+from crowdsteer.metaagent.evaluation import Outcome, trial_w  # noqa: F401  (re-exported)
 from crowdsteer.optimisers import param_names
 
 STUDY = "crowdsteer"
@@ -609,15 +609,6 @@ def begin(store: Storage, out: Path | None, direction: str, signature: Any, reco
     else:
         write_record()
     return study
-
-
-def trial_w(trial: optuna.trial.FrozenTrial, n: int) -> list[float]:
-    """The ``w`` a trial evaluated: its ``w`` attribute (written whole, in one transaction,
-    by :func:`record`) or else its Optuna parameters."""
-    w = trial.user_attrs.get("w")
-    if w is not None:
-        return [float(v) for v in w]
-    return [trial.params[k] for k in param_names(n)]
 
 
 def worst_value(study: optuna.Study, direction: str) -> float | None:
