@@ -10,7 +10,7 @@ PIP_ARGS ?=
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt $(PIP_ARGS) -e '.[test,ray,deep]'
+	$(BIN)/pip install --quiet -c constraints.txt $(PIP_ARGS) -e '.[test,ray,deep,postgres]'
 	touch $(STAMP)
 
 install: $(STAMP)

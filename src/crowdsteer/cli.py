@@ -150,6 +150,9 @@ def solve(
 
     with clean_errors(), rundir.claimed(out):  # a live run's folder is never moved aside
         cfg = load_config(config)
+        if cfg["finite_n"] is not None and getattr(cfg["game"], "network", None) is not None:
+            fail("finite_n: the finite-N study simulates agents moving between states; a road "
+                 "network has none (its travellers: learner: {name: routes, agents: N})")
         out = rundir.prepare(out, force=force, resumable=False)
         learner = cfg["learner"]
         metric = "exploitability" if learner.name == "exact" else "change"

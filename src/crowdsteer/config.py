@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from crowdsteer.config_base import shown, validate  # noqa: F401  (re-exported)
+from crowdsteer.config_base import Strict, shown, validate  # noqa: F401  (re-exported)
 from crowdsteer.errors import ConfigError
 from crowdsteer.registry import Registry, unknown_name_message
 
@@ -75,13 +75,26 @@ class Config:
         return Config(self.seed, {**self.sections, key: model}, self.base_dir)
 
 
+class FiniteNConfig(Strict):
+    """The ``finite_n`` section (used by ``crowdsteer solve``; the study itself is
+    :func:`crowdsteer.finite_n.study`, which imports this module, not the other way)."""
+
+    agents: list[Annotated[int, Field(gt=0)]] = Field(
+        default_factory=lambda: [100, 1000, 10000], min_length=1)
+    """The population sizes ``N`` to simulate."""
+    learner: dict[str, Any] = Field(default_factory=lambda: {"name": "fictitious_play"})
+    """The model-free learner (its ``agents`` is set to each ``N``; ``temperature`` defaults
+    to the main learner's)."""
+    seeds: Annotated[int, Field(gt=0)] = 3
+    """Independent repetitions per ``N`` (the table reports their mean)."""
+
+
 def _ensure_sections() -> None:
     """Declare the core sections on first use (lazily: the modules that define them import
     this one for :class:`Config`, never the other way round at import time)."""
     if "game" in _SECTIONS:
         return
     from crowdsteer.executors import ExecutorConfig
-    from crowdsteer.finite_n import FiniteNConfig
     from crowdsteer.games import games
     from crowdsteer.learners import learners
     from crowdsteer.modifiers import modifiers

@@ -14,30 +14,12 @@ against the exact mean-field equilibrium ``mu*`` of the same game:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
-from pydantic import Field
 
-from crowdsteer.config_base import Strict
+from crowdsteer.config import Config, FiniteNConfig  # FiniteNConfig re-exported
 from crowdsteer.learners.exact import ExactConfig, ExactSolver
 from crowdsteer.objectives import rollout
-
-if TYPE_CHECKING:
-    from crowdsteer.config import Config
-
-
-class FiniteNConfig(Strict):
-    """The ``finite_n`` section (used by ``crowdsteer solve``)."""
-
-    agents: list[Annotated[int, Field(gt=0)]] = Field(
-        default_factory=lambda: [100, 1000, 10000], min_length=1)
-    """The population sizes ``N`` to simulate."""
-    learner: dict[str, Any] = Field(default_factory=lambda: {"name": "fictitious_play"})
-    """The model-free learner (its ``agents`` is set to each ``N``; ``temperature`` defaults
-    to the main learner's)."""
-    seeds: Annotated[int, Field(gt=0)] = 3
-    """Independent repetitions per ``N`` (the table reports their mean)."""
 
 
 @dataclass(frozen=True)

@@ -194,9 +194,7 @@ class NetworkGame:
         """``(g_theta, residual)``: ``dJ/dtheta`` (``(E,)``, per unit toll on each link) given
         ``dJ/dmu = g_mu`` (the shape of ``solution.mu``) at the equilibrium under tolls
         ``theta``; see :func:`crowdsteer.learners.wardrop.equilibrium_vjp`."""
-        from crowdsteer.learners.wardrop import equilibrium_vjp
-
-        return equilibrium_vjp(self, solution, _toll_vector(theta, self.E), g_mu)
+        return ENGINES["equilibrium_vjp"](self, solution, _toll_vector(theta, self.E), g_mu)
 
     def worst_off(self, mu: Array) -> float:
         """``-D`` times the longest shortest-path travel time of any pair with demand, at the
@@ -222,7 +220,7 @@ class NetworkGame:
         :class:`~crowdsteer.learners.wardrop.NetworkSolution`. ``system_optimum`` solves
         for the system optimum instead (the equilibrium of marginal social costs);
         ``method`` names the engine (:data:`crowdsteer.learners.wardrop.METHODS`)."""
-        from crowdsteer.learners.wardrop import engine
+        engine = ENGINES["engine"]  # registered by crowdsteer.learners.wardrop
 
         if temperature > 0:
             raise ConfigError("learner.temperature", "road networks are solved for "
@@ -390,6 +388,12 @@ MULTICLASS_PATH_PAIRS = 20_000
 """Above this many OD pairs (all classes), ``auto`` solves several classes by bi-conjugate
 Frank-Wolfe at loose gaps (gradient projection's iterations cost ~ its used paths)."""
 
+
+ENGINES: dict[str, Any] = {}
+"""The engines by ``learner.method`` name (``bush``, ``bfw``, ``gradient_projection``),
+``engine`` (the ``auto`` rule) and ``equilibrium_vjp``, registered by
+:mod:`crowdsteer.learners.wardrop` (which ``import crowdsteer`` imports): the solver
+imports the game, not the other way round."""
 
 NETWORK_LEARNERS = ("exact", "routes")
 """Learners that work on road networks (the others simulate states, which a network lacks)."""

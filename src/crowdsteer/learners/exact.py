@@ -246,3 +246,5 @@ def build(cfg: ExactConfig) -> ExactSolver:
 
 
 build.config = ExactConfig  # type: ignore[attr-defined]
+guards.EXACT_METHOD[:] = [lambda game, cfg: ExactSolver(
+    cfg if isinstance(cfg, ExactConfig) else None).method_for(game)]

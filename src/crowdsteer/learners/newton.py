@@ -61,7 +61,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -73,7 +73,6 @@ from crowdsteer.learners.passes import (
 
 if TYPE_CHECKING:
     from crowdsteer.games.base import Game, ThetaLike
-    from crowdsteer.learners.exact import ExactConfig
 
 Array = np.ndarray
 TAU_START = 0.1
@@ -338,7 +337,7 @@ def _safe_log(pi: Array) -> Array:
     return np.log(np.maximum(pi, np.exp(LOG_MIN)))
 
 
-def solve(game: Game, theta: ThetaLike, cfg: ExactConfig, progress: Progress | None,
+def solve(game: Game, theta: ThetaLike, cfg: Any, progress: Progress | None,
           init: Solution | None = None, refine: float | None = None) -> Solution:
     """Run the method (see the module docstring); ``init`` warm-starts it.
 

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 from scipy.sparse import csr_matrix
 
-from crowdsteer.games.network import DEFAULT_RELATIVE_GAP, NetworkGame
+from crowdsteer.games.network import DEFAULT_RELATIVE_GAP, ENGINES, NetworkGame
 from crowdsteer.learners import bush
 from crowdsteer.learners.base import Progress, Solution, check_finite
 
@@ -490,3 +490,7 @@ def equilibrium_vjp(game: NetworkGame, solution: NetworkSolution, toll: Array | 
     full = np.zeros(paths.P)
     full[idx] = z
     return -_g(paths, b, full), residual
+
+
+ENGINES.update(METHODS, engine=engine,  # the games' solvers, by name
+               equilibrium_vjp=equilibrium_vjp)

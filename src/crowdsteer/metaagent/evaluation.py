@@ -22,7 +22,7 @@ from crowdsteer.errors import ConfigError, DivergenceError
 from crowdsteer.games.base import theta_at
 from crowdsteer.learners.base import Solution
 from crowdsteer.objectives import ObjectiveConfig, Payoff, build as build_objective
-from crowdsteer.optimisers import OptimiserConfig
+from crowdsteer.optimisers import OptimiserConfig, param_names
 
 Array = np.ndarray
 
@@ -288,12 +288,20 @@ def _size(sol: Solution) -> int:
                                                        sol.params))
 
 
+def trial_w(trial: Any, n: int) -> list[float]:
+    """The ``w`` a trial (an Optuna ``FrozenTrial``) evaluated: its ``w`` attribute (written
+    whole, in one transaction, by :func:`crowdsteer.metaagent.study.record`) or else its
+    Optuna parameters."""
+    w = trial.user_attrs.get("w")
+    if w is not None:
+        return [float(v) for v in w]
+    return [trial.params[k] for k in param_names(n)]
+
+
 def lineage(sources: list[Any], w: Any, n: int) -> tuple[int, Chain]:
     """The earlier evaluation to warm-start ``w`` from: the closest ``w`` among ``sources``
     (finished trials; failed ones are skipped), with its chain of ``warm_from`` links.
     ``(-1, [])`` when there is none."""
-    from crowdsteer.metaagent.study import trial_w
-
     ok = [t for t in sources if not t.user_attrs.get("failed") and t.value is not None]
     if not ok:
         return -1, []

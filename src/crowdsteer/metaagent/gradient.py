@@ -9,6 +9,8 @@ solve plus one adjoint solve per evaluation.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -253,10 +255,38 @@ def drive_alone(study: Any, settle: float = 0.2) -> None:
         refuse(driver)
 
 
+@contextmanager
+def deadline(seconds: float | None) -> Iterator[None]:
+    """Stop what runs inside after ``seconds`` (``optimiser.timeout``) with a
+    :class:`~crowdsteer.executors.TaskTimeout`: a real-time alarm (``SIGALRM``) in this
+    process, which the gradient optimiser's in-process evaluations run in. Outside the
+    main thread (no signals there) nothing is stopped."""
+    import signal
+    import threading
+
+    from crowdsteer.executors import TaskTimeout
+
+    if seconds is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise TaskTimeout(seconds)
+
+    before = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, before)
+
+
 def _descend(s: Setup, study: Any, out: Any = None, progress: Any = None) -> int:
     from scipy.optimize import minimize
 
-    from crowdsteer.errors import CrowdsteerError, DivergenceError
+    from crowdsteer.errors import ConfigError, CrowdsteerError
+    from crowdsteer.executors import TaskTimeout
     from crowdsteer.metaagent.evaluation import combine
     from crowdsteer.metaagent.study import (
         attrs, best_or_none, best_trial_of, finished, infeasible_value, reason, record,
@@ -281,6 +311,10 @@ def _descend(s: Setup, study: Any, out: Any = None, progress: Any = None) -> int
             raise CrowdsteerError("cannot resume this gradient run: the optimiser asked a "
                                   "different w than the stored run at evaluation "
                                   f"{used} (was the config changed?); start it again with --force")
+        if rec.value is None:  # a failed baseline: the run stopped there
+            raise CrowdsteerError(f"the baseline (w = 0) failed: {rec.user_attrs.get('error')}"
+                                  "; nothing to resume: change the config and start again "
+                                  "with --force")
         grad = np.asarray(rec.user_attrs.get("grad") or np.zeros(n), dtype=float)
         return sign * float(rec.value), sign * grad
 
@@ -307,15 +341,18 @@ def _descend(s: Setup, study: Any, out: Any = None, progress: Any = None) -> int
         first = {"baseline": True} if used == 1 else {}
         src, chain = lineage(finished(study), w, n) if warm.enabled else (-1, [])
         try:
-            init = warm.start(chain, 0, lambda v, i: solve_at(s, v, 0, i))
-            hg = value_and_grad(s, w, 0, init)
-        except (DivergenceError, GradientError) as exc:
+            with deadline(opt.timeout):
+                init = warm.start(chain, 0, lambda v, i: solve_at(s, v, 0, i))
+                hg = value_and_grad(s, w, 0, init)
+        except (CrowdsteerError, TaskTimeout) as exc:  # diverged, no gradient, costs < 0
+            if isinstance(exc, ConfigError) and used == 1:  # not the evaluation: the config
+                raise
             worst = worst_value(study, s.objective.direction)
             record(study, list(w), worst,
                    {**first, "error": reason(exc), "failed": True, "warm_from": src})
+            _after()
             if used == 1:
                 raise CrowdsteerError(f"the baseline (w = 0) failed: {reason(exc)}") from None
-            _after()
             return sign * float(worst), np.zeros(n)
         res = combine(w, [hg.sample])
         value, grad = res.objective, hg.grad

@@ -13,7 +13,8 @@ from crowdsteer import faults
 from crowdsteer.executors import Executor
 from crowdsteer.metaagent.evaluation import Outcome, lineage, requires_convergence
 from crowdsteer.metaagent.study import (
-    Candidate, ask, best_or_none, enqueue_baseline, finished, has_baseline, reason, reclaim, tell,
+    Candidate, ask, baseline_trial, best_or_none, enqueue_baseline, finished, has_baseline,
+    reason, reclaim, tell,
     tell_failure, write_evaluations,
 )
 from crowdsteer.optimisers import OptimiserConfig, distributions, make_sampler
@@ -100,6 +101,8 @@ def drive(problem: Problem, study: optuna.Study, executor: Executor, out: Path |
         enqueue_baseline(study, dists)
     try:
         while (done := len(records := finished(study))) < total:
+            if any(t.user_attrs.get("baseline") for t in records):
+                baseline_trial(study)  # a failed baseline stops the run now, not at the end
             end = min((done // opt.batch + 1) * opt.batch, total)  # this round's last + 1
             round_ = pending[:end - done]
             pending = pending[end - done:]

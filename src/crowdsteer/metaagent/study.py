@@ -35,7 +35,7 @@ import optuna
 
 from crowdsteer import faults, rundir
 from crowdsteer.errors import ConfigError, CrowdsteerError
-from crowdsteer.metaagent.evaluation import Outcome
+from crowdsteer.metaagent.evaluation import Outcome, trial_w  # noqa: F401  (re-exported)
 from crowdsteer.optimisers import param_names
 
 STUDY = "crowdsteer"
@@ -103,6 +103,7 @@ def storage_for(url: str | None, name: str | None, out: Path | None) -> Storage:
         if out is None:
             return Storage(None, name or STUDY)
         return Storage(f"sqlite:///{(Path(out) / 'study.db').resolve()}", name or STUDY, own=True)
+    url = with_driver(url)
     check_url(url)
     folder = None if out is None else Path(out).resolve()
     shared = Storage(url, name or (folder.name if folder is not None else STUDY))
@@ -110,6 +111,17 @@ def storage_for(url: str | None, name: str | None, out: Path | None) -> Storage:
             shared.file.resolve() == folder / "study.db"):
         return Storage(url, name or STUDY, own=True)  # the default, spelled out
     return shared
+
+
+def with_driver(url: str) -> str:
+    """``postgresql://...`` names no driver, and SQLAlchemy then imports psycopg2; with
+    only psycopg (3, the ``[postgres]`` extra) installed, use that one."""
+    import importlib.util
+
+    if (url.startswith("postgresql://") and importlib.util.find_spec("psycopg2") is None
+            and importlib.util.find_spec("psycopg") is not None):
+        return "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return url
 
 
 def check_url(url: str) -> None:
@@ -211,8 +223,11 @@ def state(store: Storage) -> int | None:
 
 
 def open_run(store: Storage, out: Path | None, direction: str, signature: Any,
-             resume: bool, force: bool) -> tuple[optuna.Study, bool]:
+             resume: bool, force: bool, starting: Any = None) -> tuple[optuna.Study, bool]:
     """Create the run's study, or load it to resume; returns ``(study, resumed)``.
+    ``starting()`` (if given) is called just before a study is created: the run folder's
+    record, written then, is what lets ``--resume`` start a run killed before its study
+    existed (a shared storage leaves no file in the folder).
 
     Call it holding the run folder's lock (:func:`crowdsteer.rundir.locked`).
 
@@ -245,7 +260,7 @@ def open_run(store: Storage, out: Path | None, direction: str, signature: Any,
         if trials:
             study = _load(store)
             started = study.user_attrs.get(SIGNATURE)
-            if started is not None and started != signature:
+            if started is not None and not same_run(started, signature):
                 raise ConfigError("--resume", f"the config differs from the one {store.shown} "
                                   "was started with; resume with that config")
             return study, True
@@ -266,7 +281,18 @@ def open_run(store: Storage, out: Path | None, direction: str, signature: Any,
         trials = state(store)
     if trials == 0:
         optuna.delete_study(study_name=store.name, storage=_rdb(store, False))
+    if starting is not None:
+        starting()
     return _create(store, direction, signature), False
+
+
+def same_run(started: Any, now: Any) -> bool:
+    """Whether a resume's config is the run's: equal but for the ``executor`` section
+    (where evaluations run changes none of them: ``--resume --executor local``)."""
+    def what(x: Any) -> Any:
+        return {k: v for k, v in x.items() if k != "executor"} if isinstance(x, dict) else x
+
+    return what(started) == what(now)
 
 
 def _refusal(store: Storage, out: Path | None, trials: int | None,
@@ -596,7 +622,9 @@ def baseline_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     """The finished baseline evaluation (``w = 0``); raises if it failed."""
     base = next(t for t in finished(study) if t.user_attrs.get("baseline"))
     if base.state != COMPLETE or base.user_attrs.get("failed"):
-        raise CrowdsteerError(f"the baseline (w = 0) failed: {base.user_attrs.get('error')}")
+        raise CrowdsteerError(f"the baseline (w = 0) failed: {base.user_attrs.get('error')}; "
+                              "every w is measured against it, so the run stops: fix the "
+                              "cause and start again with --force")
     return base
 
 
@@ -651,36 +679,34 @@ def begin(store: Storage, out: Path | None, direction: str, signature: Any, reco
     or continues), kept in the study when starting."""
     import yaml
 
-    study, resumed = open_run(store, out, direction, signature, resume, force)
+    path = None if out is None else out / record
+    as_yaml = record.endswith(".yaml")
+
+    def write_record() -> None:
+        if path is None:
+            return
+        if as_yaml:
+            rundir.atomic_write(path, yaml.safe_dump(signature, sort_keys=False).encode())
+        else:
+            rundir.write_json(path, signature)
+
+    study, resumed = open_run(store, out, direction, signature, resume, force, write_record)
     if inputs is not None:
         if resumed:
             check_inputs(study, inputs)
         elif store.url is not None:
             study.set_user_attr(INPUTS, inputs)
-    if out is None:
+    if path is None:
         return study
-    path = out / record
-    as_yaml = path.suffix == ".yaml"
     if resumed and path.exists():
         text = path.read_text()
         saved = yaml.safe_load(text) if as_yaml else json.loads(text)
-        if saved != json.loads(json.dumps(signature)):
+        if not same_run(saved, json.loads(json.dumps(signature))):
             raise ConfigError("--resume", f"the config differs from the one the run in {out} "
                               f"started with ({record}); resume with that config")
-    elif as_yaml:
-        rundir.atomic_write(path, yaml.safe_dump(signature, sort_keys=False).encode())
     else:
-        rundir.write_json(path, signature)
+        write_record()
     return study
-
-
-def trial_w(trial: optuna.trial.FrozenTrial, n: int) -> list[float]:
-    """The ``w`` a trial evaluated: its ``w`` attribute (written whole, in one transaction,
-    by :func:`record`) or else its Optuna parameters."""
-    w = trial.user_attrs.get("w")
-    if w is not None:
-        return [float(v) for v in w]
-    return [trial.params[k] for k in param_names(n)]
 
 
 def worst_value(study: optuna.Study, direction: str) -> float | None:
