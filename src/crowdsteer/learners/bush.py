@@ -383,26 +383,25 @@ def _equilibrate(count, order, rank, in_bush, flow, x, c, dc, in_ptr, in_link, t
     return worst
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _sweep(sources, in_bush, flows, x, c, dc, out_ptr, out_link, in_ptr, in_link, tail,
            head, t0, b, cap, p, fixed, so, eps, update, passes, thresh):  # pragma: no cover
-    """Every origin: its bush updated (``update``), then ``passes`` equilibration passes.
+    """Every origin in turn: its bush updated (``update``), then ``passes`` equilibration
+    passes, each seeing the link costs the previous origins left (Gauss-Seidel).
 
-    Origins are shared out over the threads. Each thread owns its origins' bushes and flows;
-    the link flows ``x`` and costs they share are updated without locks, so two threads
-    moving flow on one link at the same instant can lose one of the two updates. That
-    only perturbs the costs the next shifts see: the caller recomputes ``x`` as the sum of
-    the bush flows after the sweep, and certifies that.
+    One thread: sharing the origins out over two threads with lock-free updates of the
+    link flows converged as fast but made the flows depend on the threads' timing (two
+    solves of one game differed), which the reproducibility of a run forbids.
     """
     n = out_ptr.shape[0] - 1
-    for r in prange(sources.shape[0]):
-        indeg = np.empty(n, np.int64)
-        order = np.empty(n, np.int64)
-        rank = np.empty(n, np.int64)
-        L = np.empty(n)
-        U = np.empty(n)
-        Lp = np.empty(n, np.int64)
-        Up = np.empty(n, np.int64)
+    indeg = np.empty(n, np.int64)
+    order = np.empty(n, np.int64)
+    rank = np.empty(n, np.int64)
+    L = np.empty(n)
+    U = np.empty(n)
+    Lp = np.empty(n, np.int64)
+    Up = np.empty(n, np.int64)
+    for r in range(sources.shape[0]):
         bush = in_bush[r]
         flow = flows[r]
         if update:
