@@ -33,12 +33,19 @@ NETWORKS = {  # name: (toll_weight, distance_weight), as the _flow files were co
     "SiouxFalls": (0.0, 0.0),
     "Anaheim": (0.0, 0.0),
     "ChicagoSketch": (0.02, 0.04),
+    "BerlinCenter": (0.0, 0.0),  # duplicate links (its README) kept: both carry flow
+    "SiouxFalls, BPR power 0.5": (0.0, 0.0),  # a network AequilibraE refuses
 }
 GAPS = (1e-4, 1e-6)
+PRECISE = {"SiouxFalls": 1e-10, "ChicagoSketch": 1e-10}
+"""Networks also solved to this gap, crowdsteer alone (bfw would need many thousands of
+iterations)."""
+POWER_SUFFIX = ", BPR power "
 ISSUE_AEQ = {  # the issue's AequilibraE figures (single core, loaded machine)
     ("SiouxFalls", 1e-4): "118 it, 0.7 s", ("SiouxFalls", 1e-6): "976 it, 9.1 s",
     ("Anaheim", 1e-4): "14 it, 0.2 s", ("Anaheim", 1e-6): "81 it, 1.1 s",
     ("ChicagoSketch", 1e-4): "45 it, 6.1 s", ("ChicagoSketch", 1e-6): "446 it, 46.5 s",
+    ("BerlinCenter", 1e-4): "19 it, 18.8 s", ("BerlinCenter", 1e-6): "130 it, 124 s",
 }
 
 
@@ -54,13 +61,23 @@ def data_dir(name: str) -> Path | None:
 
 
 def load(name: str):
-    from crowdsteer.games.network import NetworkConfig, build_network
+    """The game and its data folder; ``"<file>, BPR power p"`` sets every link's power."""
+    import dataclasses
 
-    d = data_dir(name)
+    import numpy as np
+
+    from crowdsteer.games.network import NetworkConfig, NetworkGame, build_network
+
+    base, _, power = name.partition(POWER_SUFFIX)
+    d = data_dir(base)
     tw, dw = NETWORKS[name]
-    return build_network(NetworkConfig(net=str(d / f"{name}_net.tntp"),
-                                       trips=str(d / f"{name}_trips.tntp"),
-                                       toll_weight=tw, distance_weight=dw)), d
+    game = build_network(NetworkConfig(net=str(d / f"{base}_net.tntp"),
+                                       trips=str(d / f"{base}_trips.tntp"),
+                                       toll_weight=tw, distance_weight=dw))
+    if power:
+        net = dataclasses.replace(game.net, power=np.full(game.E, float(power)))
+        game = NetworkGame(net, game.demand, tw, dw)
+    return game, d
 
 
 def quality(game, d: Path, name: str, x) -> dict:
@@ -72,7 +89,7 @@ def quality(game, d: Path, name: str, x) -> dict:
     c = game.generalised_cost(x)
     _, sptt, _ = game.graph.all_or_nothing(c)
     out = {"gap": float((c @ x - sptt) / (c @ x))}
-    if (d / f"{name}_flow.tntp").is_file():
+    if POWER_SUFFIX not in name and (d / f"{name}_flow.tntp").is_file():
         v, _ = read_flow(d / f"{name}_flow.tntp", game.net)
         out["tstt_err"] = float(x @ c / (v @ game.generalised_cost(v)) - 1)
         out["flow_err"] = float(np.abs(x - v).sum() / v.sum())
@@ -89,12 +106,17 @@ def run_case(case: dict) -> dict:
             sol = game.solve_equilibrium(relative_gap=case["gap"], max_iterations=100_000)
             times.append(time.perf_counter() - t0)
             result = (sol.flow, sol.iterations)
-        engine = "path GP" if sol.paths is not None else "BFW"
+        from crowdsteer.learners.wardrop import engine
+
+        engine = engine("auto").__name__
     elif case["tool"] == "aequilibrae":
         sys.path.insert(0, str(common.BENCH_DIR / "peers"))
         from peer_aequilibrae import assign
 
-        assign(game, 1e-2, max_iter=2)  # warm-up
+        try:
+            assign(game, 1e-2, max_iter=2)  # warm-up
+        except Exception as exc:  # noqa: BLE001 - the peer's refusal, reported as such
+            return {"refused": f"{type(exc).__name__}: {str(exc).splitlines()[0][:90]}"}
         for _ in range(case["repeats"]):
             r = assign(game, case["gap"])
             times.append(r["seconds"])
@@ -121,14 +143,18 @@ def run_suite(opts) -> str:
     names = ["SiouxFalls"] if opts.quick else list(NETWORKS)
     missing = [n for n in names if data_dir(n) is None]
     names = [n for n in names if n not in missing]
+    if os.environ.get("CROWDSTEER_NETWORKS"):  # a subset, e.g. "ChicagoSketch,BerlinCenter"
+        names = [n for n in names if n.partition(POWER_SUFFIX)[0]
+                 in os.environ["CROWDSTEER_NETWORKS"].split(",")]
     peer = importlib.util.find_spec("aequilibrae") is not None
     tools = ["crowdsteer"] + (["aequilibrae"] if peer else [])
     rows = []
     for name in names:
-        for gap in GAPS:
+        for gap in GAPS + ((PRECISE[name],) if name in PRECISE else ()):
             res = {}
-            for tool in tools:
-                repeats = 1 if (name == "ChicagoSketch" or opts.quick) else 2
+            for tool in tools if gap in GAPS else ["crowdsteer"]:
+                repeats = (1 if opts.quick or name == "BerlinCenter"
+                           or (name == "ChicagoSketch" and tool == "aequilibrae") else 3)
                 print(f"[network] {name} to {gap:g}: {tool}", flush=True)
                 try:
                     res[tool] = common.run_worker("network.py", {
@@ -142,6 +168,8 @@ def run_suite(opts) -> str:
                                                 "tool": "routes"})
 
     def cell(r: dict) -> str:
+        if "refused" in r:
+            return f"refused ({r['refused']})"
         t = r["seconds"]
         spread = "" if len(t) == 1 else f" (median {common.fmt_time(statistics.median(t))})"
         return f"{r['iterations']} it, {common.fmt_time(min(t))}{spread}"
@@ -149,22 +177,26 @@ def run_suite(opts) -> str:
     table = []
     for name, gap, res in rows:
         if "crowdsteer" not in res:
-            table.append([name, f"{gap:g}", "failed (see the log)"] + ["-"] * 7)
+            table.append([name, f"{gap:g}", "failed (see the log)"] + ["-"] * 9)
             continue
         ours = res["crowdsteer"]
         theirs = res.get("aequilibrae")
-        ratio = (min(theirs["seconds"]) / min(ours["seconds"])) if theirs else None
+        ran = theirs and "seconds" in theirs
+        ratio = (min(theirs["seconds"]) / min(ours["seconds"])) if ran else None
+        absent = ("not installed" if not peer else "not run" if gap not in GAPS else "failed")
         table.append([name, f"{gap:g}", f"{cell(ours)} ({ours['engine']})",
                       common.fmt_sci(ours["gap"]), common.fmt_sci(ours.get("tstt_err")),
-                      common.fmt_sci(ours.get("flow_err")),
-                      cell(theirs) if theirs else ("not installed" if not peer else "failed"),
-                      common.fmt_sci(theirs["gap"]) if theirs else "-",
-                      common.fmt_ratio(ratio), ISSUE_AEQ[(name, gap)]])
+                      common.fmt_sci(ours.get("flow_err")), f"{ours['peak_rss_mib']:.0f}",
+                      cell(theirs) if theirs else absent,
+                      common.fmt_sci(theirs["gap"]) if ran else "-",
+                      f"{theirs['peak_rss_mib']:.0f}" if ran else "-",
+                      common.fmt_ratio(ratio), ISSUE_AEQ.get((name, gap), "-")])
     parts = [
         "## Road networks: Wardrop equilibrium (crowdsteer vs AequilibraE)",
         "",
         common.provenance(opts.command, info, started, "minimum (median) wall time of the "
-                          "solve after a warm-up solve in the same worker; Chicago once"),
+                          "solve after a warm-up solve in the same worker, 3 repeats; Berlin-Center "
+                          "and AequilibraE on Chicago once"),
         "",
         "Each tool stops at its own test for the target relative gap; the gap shown is "
         "recomputed here from the returned flows (AequilibraE's own report mixes the "
@@ -173,11 +205,15 @@ def run_suite(opts) -> str:
         "min/cent, distance 0.04 min/mile; AequilibraE gets 1e-9 min in place of its "
         "connectors' zero free-flow times, which it refuses). `speed-up` = AequilibraE's "
         "time / crowdsteer's, both measured in this run; the last column is the issue's "
-        "AequilibraE measurement on this machine, for scale.",
+        "AequilibraE measurement on this machine, for scale. crowdsteer runs Algorithm B "
+        "(`bush_based`, both threads); AequilibraE one core, as the issue measured it. "
+        "`peak MiB`: the worker's peak resident memory (reading, warm-up and solves). "
+        "Berlin-Center has no `_flow` file; `SiouxFalls, BPR power 0.5` is Sioux Falls "
+        "with every power set to 0.5 (a refused network is said so in its cell).",
         "",
         common.md_table(["network", "target gap", "crowdsteer", "its gap", "TSTT error",
-                         "flow error", "AequilibraE bfw", "its gap", "speed-up",
-                         "issue's AequilibraE"], table),
+                         "flow error", "peak MiB", "AequilibraE bfw", "its gap", "peak MiB",
+                         "speed-up", "issue's AequilibraE"], table),
     ]
     if missing:
         parts += ["", f"Not measured (files not found; set `CROWDSTEER_TNTP` or put them in "

@@ -107,3 +107,10 @@ def test_learner_method_names_the_engine(tmp_path):
     grid = build_game(load_config({"game": {"name": "crowd", "width": 3, "height": 3, "horizon": 3}}))
     with pytest.raises(ConfigError, match="solves road networks"):
         ExactSolver(ExactConfig(method="bush")).solve(grid)
+
+
+def test_two_solves_give_the_same_flows():
+    """Reproducible to the last bit (a run's seed must fix its results)."""
+    g = network("Anaheim")
+    a, b = (bush_based(g, relative_gap=1e-8) for _ in range(2))
+    np.testing.assert_array_equal(a.flow, b.flow)

@@ -325,8 +325,8 @@ def _equilibrate(count, order, rank, in_bush, flow, x, c, dc, in_ptr, in_link, t
         j = order[k]
         lp = Lp[j]
         up = Up[j]
-        if up < 0 or lp == up:
-            continue
+        if up < 0 or lp == up or U[j] - L[j] <= thresh * U[j]:
+            continue  # one path, or none differing by more than thresh: no walk
         a = tail[lp]
         z = tail[up]
         cl = c[lp]
@@ -387,7 +387,12 @@ def _equilibrate(count, order, rank, in_bush, flow, x, c, dc, in_ptr, in_link, t
 def _sweep(sources, in_bush, flows, x, c, dc, out_ptr, out_link, in_ptr, in_link, tail,
            head, t0, b, cap, p, fixed, so, eps, update, passes, thresh):  # pragma: no cover
     """Every origin in turn: its bush updated (``update``), then ``passes`` equilibration
-    passes. Returns the largest relative cost difference of the last passes."""
+    passes, each seeing the link costs the previous origins left (Gauss-Seidel).
+
+    One thread: sharing the origins out over two threads with lock-free updates of the
+    link flows converged as fast but made the flows depend on the threads' timing (two
+    solves of one game differed), which the reproducibility of a run forbids.
+    """
     n = out_ptr.shape[0] - 1
     indeg = np.empty(n, np.int64)
     order = np.empty(n, np.int64)
@@ -396,7 +401,6 @@ def _sweep(sources, in_bush, flows, x, c, dc, out_ptr, out_link, in_ptr, in_link
     U = np.empty(n)
     Lp = np.empty(n, np.int64)
     Up = np.empty(n, np.int64)
-    worst = 0.0
     for r in range(sources.shape[0]):
         bush = in_bush[r]
         flow = flows[r]
@@ -408,10 +412,8 @@ def _sweep(sources, in_bush, flows, x, c, dc, out_ptr, out_link, in_ptr, in_link
             count = _topological(sources[r], bush, out_ptr, out_link, head, indeg, order,
                                  rank)
         for _ in range(passes):
-            w = _equilibrate(count, order, rank, bush, flow, x, c, dc, in_ptr, in_link, tail,
-                             t0, b, cap, p, fixed, so, eps[r], L, Lp, U, Up, thresh)
-        worst = max(worst, w)
-    return worst
+            _equilibrate(count, order, rank, bush, flow, x, c, dc, in_ptr, in_link, tail,
+                         t0, b, cap, p, fixed, so, eps[r], L, Lp, U, Up, thresh)
 
 
 def _stars(tail: Array, head: Array, n: int) -> tuple[Array, Array, Array, Array]:
