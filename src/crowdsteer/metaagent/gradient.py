@@ -174,7 +174,8 @@ def start_hint(s: Setup, lo: float, hi: float) -> Array | None:
     """A ``w`` to start the descent from besides ``w = 0``, where the game knows one for the
     objective: on road networks with the welfare objective (minus the total travel
     time), the first-best (marginal-cost) tolls at the system optimum, as the modifier
-    can charge them (its links only, clipped to the bounds). ``None`` elsewhere.
+    can charge them (its links only), scaled down to fit the bounds when they exceed
+    them. ``None`` elsewhere.
 
     Why: J(w) has local minima that are system optima restricted to the paths in use
     (measured on Sioux Falls with every link tolled: the descent from ``w = 0`` stalls at
@@ -183,12 +184,20 @@ def start_hint(s: Setup, lo: float, hi: float) -> Array | None:
     smooth and quadratic around that point (one-sided differences shrink with the step)
     and the hypergradient matches central differences to 1e-3, so no precision, scaling
     or restart escapes it: a toll change has no first-order effect on a path nobody uses).
+    Scaled rather than clipped: with bounds [0, 20] (first-best tolls up to 58 minutes)
+    the scaled tolls close 68.9% of the gap at once and the descent from them 97.3% in 40
+    evaluations; clipped, 11.8% and 44.9%; from w = 0, 73.7%.
     """
     first_best = getattr(s.game, "first_best_tolls", None)
     project = getattr(s.modifier, "w_from_tolls", None)
     if first_best is None or project is None or s.objective.name != "welfare":
         return None
-    return np.clip(project(first_best()), lo, hi)
+    w = project(first_best())
+    scale = 1.0
+    for extreme, bound in ((w.max(initial=0.0), hi), (w.min(initial=0.0), lo)):
+        if extreme * bound > 0 and abs(extreme) > abs(bound):  # same sign, out of the box
+            scale = min(scale, bound / extreme)
+    return np.clip(w * scale, lo, hi)
 
 
 def descend(s: Setup, study: Any, out: Any = None, progress: Any = None) -> int:
