@@ -51,16 +51,18 @@ agents' own view of the exploitability (:func:`population_gap`). Where the certi
 does not reach the tolerance within ``max_iterations`` (``tau = 0`` with many actions is
 slow: each agent must first try all of them), the solution says ``converged = False``.
 
-Where it does not converge (measured, BENCHMARKS.md "Stopping" and "Learners", N = 2000):
-at ``tau = 0`` with log congestion (a mixed equilibrium: 3 x 3, 5 x 5 and the paper's
-dynamic game) neither :math:`\\pi_k` nor :math:`\\bar\\pi_k` reaches ``T (S - 1) / (2 N)``
-in 2000 rounds (0.005 against 0.002, 0.032 against 0.006, 0.076 against 0.026): greedy
-agents' switching averages out only like ``1/k``; and at ``tau = 0`` on the dynamic game with
-kernel congestion (0.042 against 0.026), where agents must first try every action of every
-state they reach at every step. A meta-agent run with ``independent`` at ``tau = 0`` says so
-when it starts (:func:`crowdsteer.metaagent.runner.learner_caution`), and its
-non-converged evaluations are never taken as the best (``require_convergence``). At
-``tau > 0`` (soft responses) it converges on the benchmark's games.
+Where it does not converge (measured, BENCHMARKS.md "Stopping" and "Learners", N = 2000,
+2000 rounds): at ``tau = 0`` with log congestion (a mixed equilibrium: 3 x 3, 5 x 5 and the
+paper's dynamic game) neither :math:`\\pi_k` nor :math:`\\bar\\pi_k` reaches
+``T (S - 1) / (2 N)`` (0.005 against 0.002, 0.032 against 0.006, 0.076 against 0.026):
+greedy agents' switching averages out only like ``1/k``; at ``tau = 0`` on the dynamic game
+with kernel congestion (0.042 against 0.026); and at ``tau = 0.1`` on the examples' games:
+``examples/oneshot.yaml``'s (100 states x 100 actions, each agent must first try every
+action: 0.81 against 0.025) and ``dynamic.yaml``'s (0.029 against 0.026). It converges on
+the benchmark's 7 x 9, ``T = 2`` log game at ``tau = 0.1``. A meta-agent run with
+``independent`` says where it was measured not to converge when it starts
+(:func:`crowdsteer.metaagent.runner.learner_caution`), and its non-converged evaluations
+are never taken as the best (``require_convergence``).
 
 Memory is ``5 N T S A`` bytes (values plus one-byte visit counts), so the learner refuses
 configurations above :data:`MAX_ENTRIES` entries.

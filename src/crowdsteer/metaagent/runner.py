@@ -150,15 +150,19 @@ def run(config: Config | dict | str | Path, out: Path | str | None = None, resum
 
 
 def learner_caution(learner: Any) -> str | None:
-    """A line for the run when its learner is known not to reach its tolerance there (see
-    :mod:`crowdsteer.learners.independent`, "Where it does not converge")."""
-    if getattr(learner, "name", "") == "independent" and learner.temperature == 0:
-        return ("learner independent at temperature 0: greedy agents facing a mixed "
-                "equilibrium (log congestion) keep switching and, with T > 1, settle slowly; "
-                "measured, they stop above the tolerance in 4 of 6 cases (BENCHMARKS.md, "
-                "Stopping): most evaluations may not converge (they are never the best); "
-                "use temperature > 0 or fictitious_play")
-    return None
+    """A line for the run when its learner is measured not to reach its tolerance on games
+    like it (see :mod:`crowdsteer.learners.independent`, "Where it does not converge")."""
+    if getattr(learner, "name", "") != "independent":
+        return None
+    where = ("at temperature 0 (greedy agents facing a mixed equilibrium keep switching: "
+             "above the tolerance in 4 of 6 cases of BENCHMARKS.md, Stopping)"
+             if learner.temperature == 0 else
+             "with many actions per state or T > 1 (temperature 0.1, 2000 rounds: 0.81 "
+             "against 0.025 on examples/oneshot.yaml's game, 0.029 against 0.026 on "
+             "dynamic.yaml's; BENCHMARKS.md, Learners)")
+    return (f"learner independent: measured to stop above its tolerance {where}; evaluations "
+            "that do not converge are kept but never the best; fictitious_play converges "
+            "on those games")
 
 
 WARM_TEMPERATURE = 0.01
