@@ -48,6 +48,11 @@ parallel workers rebuild the same warm starts.
 (with the modifier added by :func:`crowdsteer.envs.modify_rewards`); without a model it
 can only report the agents' own estimate.
 
+Measured (``benchmarks/ppo.py``, BENCHMARKS.md): on examples/ppo.yaml (the paper's dynamic
+game, ``N = 2000``, ``tau = 0.1``) a cold solve certifies 0.87-0.92x the tolerance in
+215-280 rounds, 16-20 s of CPU; warm-started evaluations of the meta-agent took a median
+of 155 rounds.
+
 torch and TorchRL are imported only when a solve runs: ``pip install crowdsteer[deep]``.
 """
 
