@@ -142,7 +142,7 @@ def run_suite(opts) -> str:
     info = common.machine_info()
     started = time.perf_counter()
     names = ["SiouxFalls"] if opts.quick else list(NETWORKS)
-    missing = [n for n in names if data_dir(n) is None]
+    missing = [n for n in names if data_dir(n.partition(POWER_SUFFIX)[0]) is None]
     names = [n for n in names if n not in missing]
     if os.environ.get("CROWDSTEER_NETWORKS"):  # a subset, e.g. "ChicagoSketch,BerlinCenter"
         names = [n for n in names if n.partition(POWER_SUFFIX)[0]
