@@ -309,7 +309,7 @@ def _update_bush(src, in_bush, flow, c, out_ptr, out_link, in_ptr, in_link, tail
             if U[i] + c[e] < U[j] or L[i] + c[e] < L[j]:
                 in_bush[e] = True
                 added = True
-    if dropped or added:
+    if added:  # dropping links leaves the order topological
         count = _topological(src, in_bush, out_ptr, out_link, head, indeg, order, rank)
     return count
 
