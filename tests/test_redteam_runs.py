@@ -85,3 +85,18 @@ def test_a_negative_toll_in_the_network_file_is_blamed_on_the_file(tmp_path):
     cfg.write_text(yaml.safe_dump(data))
     line = one_line(crowdsteer("solve", cfg, "--out", tmp_path / "o"))
     assert "game.network.net" in line and "1->3" in line and "modifier" not in line
+
+
+def test_gradient_says_which_optimiser_fields_it_ignores(tmp_path):
+    cfg = write_config(tmp_path, {**RUN, "optimiser": {"name": "gradient", "evaluations": 2,
+                                                       "batch": 2, "repeats": 3}})
+    r = crowdsteer("run", cfg, "--out", tmp_path / "o")
+    assert r.returncode == 0, r.stderr
+    assert "ignores optimiser.repeats, batch" in r.stderr + r.stdout
+
+
+def test_a_tiny_temperature_is_not_called_zero(tmp_path):
+    cfg = write_config(tmp_path, {**RUN, "learner": {**RUN["learner"], "temperature": 1e-300},
+                                  "optimiser": {"name": "gradient", "evaluations": 2}})
+    line = one_line(crowdsteer("run", cfg, "--out", tmp_path / "o"))
+    assert "temperature is 1e-300, at or below 1e-08" in line, line

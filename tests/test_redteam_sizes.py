@@ -27,3 +27,16 @@ def test_routes_travellers_that_cannot_fit_are_refused_up_front(tmp_path, agents
     line = one_line(crowdsteer("solve", cfg, "--out", tmp_path / "o"))
     assert "learner.agents" in line and "memory" in line and shown in line, (learner, line)
     assert not (tmp_path / "o").exists()
+
+
+def test_environments_on_a_road_network_are_refused_in_one_line(tmp_path):
+    """M11: parallel_env/vector_env of a network config failed at reset with a bare
+    ValueError."""
+    pytest.importorskip("pettingzoo")
+    from crowdsteer import envs
+    from crowdsteer.errors import ConfigError
+
+    cfg = braess(tmp_path)
+    for make in (envs.parallel_env, envs.vector_env):
+        with pytest.raises(ConfigError, match="game.network: .*road network has none"):
+            make(str(cfg), agents=10)

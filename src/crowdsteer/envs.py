@@ -239,6 +239,10 @@ def _setup(config: ConfigLike, w: Any, modifier: ModifierLike | None
         raise ConfigError("config", "expected a mapping, a YAML path or a crowdsteer Config; "
                           f"got {type(config).__name__}")
     game = build_game(cfg)
+    if hasattr(game, "solve_equilibrium"):  # a road network: links, no states to step through
+        raise ConfigError("game.network", "the environments step agents through a game's "
+                          "states; a road network has none (its travellers learn routes: "
+                          "learner: {name: routes})")
     mod = None
     if w is not None and modifier is None and cfg["modifier"] is None:
         raise ConfigError("w", "given, but there is no modifier to apply it to: pass "

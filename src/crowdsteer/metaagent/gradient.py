@@ -102,7 +102,8 @@ def gradient_support(s: Setup) -> str | None:
                 "noisy samples")
     own = getattr(s.game, "equilibrium_vjp", None) is not None
     if not own and s.tau <= TAU_MIN:
-        return "learner.temperature is 0: the equilibrium is not differentiable in w"
+        what = "0" if s.tau == 0 else f"{s.tau:g}, at or below {TAU_MIN:g}, where it counts as 0"
+        return f"learner.temperature is {what}: the equilibrium is not differentiable in w"
     if s.objective.name not in ("kl", "welfare"):
         return f"objective {s.objective.name} has no gradient"
     if getattr(s.modifier, "theta_vjp", None) is None:

@@ -129,6 +129,11 @@ def run(config: Config | dict | str | Path, out: Path | str | None = None, resum
                  f"{choice} searches around it (radius {s.optimiser.radius:g})")
         clock = Clock(study, start)
         if choice == "gradient":
+            given = config["optimiser"].model_fields_set if config["optimiser"] else set()
+            unused = [k for k in ("x0", "repeats", "batch") if k in given]
+            if unused:
+                note(out, log, f"the gradient optimiser ignores optimiser.{', '.join(unused)}: "
+                     "it starts at w = 0 and evaluates one w at a time, exactly")
             ex = config["executor"]
             if executor is not None or (ex is not None and ex.name != "serial"):
                 note(out, log, "the gradient optimiser runs its evaluations in this process, "
