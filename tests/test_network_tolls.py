@@ -116,11 +116,14 @@ def test_the_example_runs_its_first_evaluations():
     result = crowdsteer.run(raw)
     assert result.evaluations == 3 and len(result.history) == 3
     v, _ = read_flow(DATA / "SiouxFalls_flow.tntp", game.net)
-    assert result.baseline.objective == pytest.approx(-game.total_travel_time(v), rel=1e-5)
+    # at the example's relative gap g = 1e-6 the TSTT lies within ~20 g of the exact one
+    # (measured on Sioux Falls: bush 1.5e-5, bfw 2.1e-5, gradient projection 2e-8)
+    near = 50 * 1e-6
+    assert result.baseline.objective == pytest.approx(-game.total_travel_time(v), rel=near)
     w = np.asarray(result.best.w)
     assert np.all((0 <= w) & (w <= 20))
     sol = gradient_projection(game, m.theta(w), relative_gap=1e-8)
-    assert result.best.objective == pytest.approx(-sol.total_travel_time, rel=1e-5)
+    assert result.best.objective == pytest.approx(-sol.total_travel_time, rel=near)
     assert result.best.objective == max(result.history)
     # no tolls beat the system optimum (TSTT 7.194e6)
     so = gradient_projection(game, relative_gap=1e-8, system_optimum=True)
