@@ -5,7 +5,7 @@ Three engines, all certified by the relative gap ``(TSTT - SPTT) / TSTT``, chose
 ``learner.method`` (:data:`METHODS`; ``auto``: :func:`engine`):
 
 :func:`bush_based` (``bush``, the default), Algorithm B on origin-based bushes, compiled
-    (:mod:`crowdsteer.learners.bush`): Chicago Sketch to 1e-10 in about 10 iterations.
+    (:mod:`crowdsteer.learners.bush`): Chicago Sketch to 1e-10 in about 20 iterations.
 
 :func:`gradient_projection` (``gradient_projection``, path-based; what the equilibrium's
 derivative in the tolls works on, :func:`equilibrium_vjp`)
