@@ -52,6 +52,7 @@ GAMES = (
         "congestion": {"kind": "kernel", "strength": 1.0}}},
 )
 STEER = {"example": "dynamic", "evaluations": 12, "validation": 3}
+"""Steering budget (the independent learner's run, ~16 solves, is the long one)."""
 QUICK_STEER = {"example": "dynamic", "evaluations": 4, "validation": 2}
 
 
@@ -158,7 +159,11 @@ def run_suite(opts) -> str:
             print(f"  {res}", flush=True)
             rows.append((name, game["id"], res))
     steering = []
+    refused = {n for n in names if all("refused" in r for m, _, r in rows if m == n)}
     for name in names:
+        if name in refused:  # e.g. routes: it needs a routing game
+            steering.append((name, next(r for m, _, r in rows if m == name)))
+            continue
         case = {"kind": "steer", "learner": name, **(QUICK_STEER if opts.quick else STEER)}
         print(f"[learners] steering {name} on {case['example']}.yaml ...", flush=True)
         res = common.run_worker("learners.py", case, timeout=3600)
