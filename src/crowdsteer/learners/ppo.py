@@ -239,7 +239,7 @@ class PPOLearner:
     def solve(self, game: Game, theta: ThetaLike = None, rng: np.random.Generator | None = None,
               progress: Progress | None = None, init: Solution | None = None) -> Solution:
         """Train until the certificate meets ``tolerance``; ``init`` warm-starts the network."""
-        from crowdsteer.envs import CrowdVectorEnv
+        from crowdsteer.envs.vector import CrowdVectorEnv
         from crowdsteer.learners import ppo_net
 
         start = time.perf_counter()
