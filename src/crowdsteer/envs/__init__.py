@@ -68,6 +68,14 @@ from typing import Any
 
 import numpy as np
 
+try:  # the optional extras, before the submodules that need them
+    import gymnasium  # noqa: F401
+    import pettingzoo  # noqa: F401
+except ModuleNotFoundError as exc:  # pragma: no cover - depends on the installed extras
+    raise ModuleNotFoundError(
+        f"crowdsteer.envs needs PettingZoo and Gymnasium ({exc.name} is missing); install "
+        "them with: pip install 'crowdsteer[envs]'", name=exc.name) from None
+
 from crowdsteer.config import Config, build_game, load_config
 from crowdsteer.errors import ConfigError
 from crowdsteer.games.base import Game, ThetaLike

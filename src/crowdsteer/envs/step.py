@@ -11,12 +11,8 @@ from typing import Any
 
 import numpy as np
 
-try:
-    from gymnasium import spaces
-except ModuleNotFoundError as exc:  # pragma: no cover - depends on the installed extras
-    raise ModuleNotFoundError(
-        f"crowdsteer.envs needs PettingZoo and Gymnasium ({exc.name} is missing); install "
-        "them with: pip install 'crowdsteer[envs]'", name=exc.name) from None
+# PettingZoo and Gymnasium: crowdsteer.envs (run first) says how to install them
+from gymnasium import spaces
 
 from crowdsteer.errors import ConfigError
 from crowdsteer.games.base import Game, ThetaLike, theta_at

@@ -7,14 +7,10 @@ from typing import Any
 
 import numpy as np
 
-try:
-    from gymnasium import spaces
-    from gymnasium.vector import AutoresetMode, VectorEnv
-    from gymnasium.vector.utils import batch_space
-except ModuleNotFoundError as exc:  # pragma: no cover - depends on the installed extras
-    raise ModuleNotFoundError(
-        f"crowdsteer.envs needs PettingZoo and Gymnasium ({exc.name} is missing); install "
-        "them with: pip install 'crowdsteer[envs]'", name=exc.name) from None
+# PettingZoo and Gymnasium: crowdsteer.envs (run first) says how to install them
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
 
 from crowdsteer.games.base import Game, ThetaLike
 from crowdsteer.envs.step import (
