@@ -10,7 +10,7 @@ knows nothing of states or a model here.
    :func:`crowdsteer.envs.modify_rewards`, with a callable of your own:
    ``Theta(observation, action; w) = w[action - 1]`` for leaving by road ``action`` (a toll
    when negative; waiting pays nothing).
-2. :func:`crowdsteer.learners.ppo.train_ppo` trains shared-parameter PPO agents (TorchRL)
+2. :func:`crowdsteer.train_ppo` trains shared-parameter PPO agents (TorchRL)
    on the wrapped env.
 3. The meta-agent (:func:`crowdsteer.optimise`) picks ``w`` so that the road split gets
    close to a target split (J = KL of the observed split to it). Without a model, no
@@ -31,9 +31,8 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
-from crowdsteer import Outcome, RunResult, optimise
+from crowdsteer import Outcome, RunResult, optimise, train_ppo
 from crowdsteer.envs import modify_rewards
-from crowdsteer.learners.ppo import train_ppo
 
 FREE_FLOW = np.array([1.0, 1.5, 2.0])  # travel time of each road when empty
 CROWDING = np.array([3.0, 1.5, 0.5])  # extra time per unit share of the commuters on it
@@ -120,7 +119,8 @@ def main(argv: list[str] | None = None) -> RunResult:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--evaluations", type=int, default=12, help="meta-agent evaluations")
     p.add_argument("--agents", type=int, default=100, help="commuters")
-    p.add_argument("--rounds", type=int, default=150, help="PPO episodes per evaluation")
+    p.add_argument("--rounds", "--episodes", dest="rounds", type=int, default=150,
+                   help="PPO episodes per evaluation")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="run folder (study, result, report)")
     args = p.parse_args(argv)

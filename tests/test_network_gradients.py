@@ -84,7 +84,7 @@ def test_sioux_falls_gradient_matches_finite_differences():
 
 def test_a_loose_solution_is_resolved_before_differentiating():
     g = network("SiouxFalls")
-    loose = g.solve_equilibrium(None, relative_gap=1e-3)  # gradient projection, loose
+    loose = g.solve_equilibrium(None, relative_gap=1e-3, method="gradient_projection")
     assert loose.paths is not None and loose.relative_gap > 1e-6
     tight = g.solve_equilibrium(None, relative_gap=1e-12)
     a, _ = g.equilibrium_vjp(loose, None, welfare_gradient(g, tight))

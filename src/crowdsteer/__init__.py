@@ -20,6 +20,7 @@ from crowdsteer.config import Config, load_config
 from crowdsteer.equilibrium import best_response, exploitability, mean_field, welfare
 from crowdsteer.errors import ConfigError, CrowdsteerError
 from crowdsteer.learners.base import Solution
+from crowdsteer.learners.ppo import train_ppo  # torch only once it trains
 from crowdsteer.metaagent import Outcome, RunResult, Setup, optimise, run, setup
 from crowdsteer.objectives import kl_divergence
 from crowdsteer.solving import SolveResult, solve
@@ -27,6 +28,6 @@ from crowdsteer.solving import SolveResult, solve
 __all__ = [
     "Config", "ConfigError", "CrowdsteerError", "Outcome", "RunResult", "Setup", "Solution",
     "SolveResult", "best_response", "exploitability", "kl_divergence", "load_config",
-    "mean_field", "optimise", "run", "setup", "solve", "welfare",
+    "mean_field", "optimise", "run", "setup", "solve", "train_ppo", "welfare",
 ]
 __version__ = "0.1.0"

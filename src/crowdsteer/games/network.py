@@ -577,7 +577,13 @@ def build_network(cfg: NetworkConfig, base_dir: Path | None = None,
                                      classes=view)
     if game.D <= 0:
         raise ConfigError(fields[0], f"{paths[0]}: no trips between distinct zones")
-    dist = game.graph.distances(game.generalised_cost(np.zeros(game.E)))
+    free = game.generalised_cost(np.zeros(game.E))
+    if np.any(free < 0):  # the file's own toll (or length) times its weight
+        e = int(np.argmin(free))
+        raise ConfigError(f"{field_name}.net", f"link {game.edge_names[e]} costs {free[e]:.3g} "
+                          "< 0 at free flow (its toll or length, times toll_weight or "
+                          "distance_weight); allowed: costs >= 0")
+    dist = game.graph.distances(free)
     bad = np.argwhere(~np.isfinite(dist) & (game.graph.od > 0))
     if bad.size:
         origin = game.graph.origins[bad[0, 0]]

@@ -285,7 +285,7 @@ class WarmStarts:
 
 def _size(sol: Solution) -> int:
     return sum(int(getattr(a, "nbytes", 0)) for a in (sol.pi, sol.mu, sol.dual, sol.mu_sample,
-                                                       sol.params))
+                                                       getattr(sol, "params", None)))
 
 
 def trial_w(trial: Any, n: int) -> list[float]:

@@ -384,9 +384,13 @@ def _descend(s: Setup, study: Any, out: Any = None, progress: Any = None) -> int
 
     x0 = np.zeros(n)
     hint = start_hint(s, lo, hi)
-    if hint is not None:  # the baseline, then the hint; the descent starts at the better
+    if hint is not None and np.linalg.norm(hint - x0) > STALL_STEP * (hi - lo):
+        # the baseline, then the hint (unless it is the baseline); the descent starts at
+        # the better of the two
         try:
-            known.extend((v, *fun(v)) for v in (x0, hint))
+            for v in (x0, hint):
+                seen.clear()
+                known.append((v, *fun(v)))
             seen.clear()
         except _Budget:
             return 0

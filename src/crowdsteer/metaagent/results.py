@@ -91,8 +91,11 @@ def finish(s: Setup, study: optuna.Study, out: Path | None, constrained: bool,
     direction = s.objective.direction
     base_trial = baseline_trial(study)
     required = requires_convergence(s.optimiser)
+    learner = s.config["learner"]
+    caps = ", ".join(f"{k} = {getattr(learner, k):g}" for k in ("max_iterations", "tolerance")
+                     if getattr(learner, k, None) is not None)
     best_trial = best_of(study, direction, constrained, required,
-                         None if out is None else out / "evaluations.csv", n)
+                         None if out is None else out / "evaluations.csv", n, caps)
     baseline, best = outcome(base_trial, n), outcome(best_trial, n)
     # Re-solve (deterministic for the seed) to get the distributions to save and plot.
     mu_base = solve_at(s, np.zeros(n), 0)
@@ -157,7 +160,7 @@ def finish(s: Setup, study: optuna.Study, out: Path | None, constrained: bool,
 
 
 def best_of(study: optuna.Study, direction: str, constrained: bool, required: bool,
-            csv_path: Path | None, n: int) -> optuna.trial.FrozenTrial:
+            csv_path: Path | None, n: int, caps: str = "") -> optuna.trial.FrozenTrial:
     """The best feasible evaluation.
 
     Raises
@@ -179,8 +182,9 @@ def best_of(study: optuna.Study, direction: str, constrained: bool, required: bo
         raise NoEquilibrium(
             f"none of the {total} evaluations reached equilibrium (certified exploitability "
             f"at most the learner's tolerance), so there is no best w{where}; give the "
-            "learner more max_iterations or agents, or set optimiser.require_convergence: "
-            "false to compare non-equilibria") from None
+            "learner more max_iterations or agents" + (f" (configured: {caps})" if caps else "")
+            + ", or set optimiser.require_convergence: false to compare non-equilibria"
+            ) from None
     raise CrowdsteerError(f"no evaluation of the {total} is feasible (failed"
                           + (", over the budget" if constrained else "")
                           + (" or not converged" if required else "") + f"){where}") from None
