@@ -101,3 +101,14 @@ def test_a_tiny_temperature_is_not_called_zero(tmp_path):
                                   "optimiser": {"name": "gradient", "evaluations": 2}})
     line = one_line(crowdsteer("run", cfg, "--out", tmp_path / "o"))
     assert "temperature is 1e-300, at or below 1e-08" in line, line
+
+
+def test_demand_that_overflows_the_costs_is_refused_naming_the_trips(tmp_path):
+    """1e300 trips: BPR's (x / capacity)^4 is infinite, so every engine's gap would be NaN;
+    the solve is refused naming the trips, before any engine runs."""
+    cfg = braess(tmp_path)
+    (tmp_path / "trips.tntp").write_text((tmp_path / "trips.tntp").read_text()
+                                         .replace("150.0", "1e300"))
+    line = one_line(crowdsteer("solve", cfg, "--out", tmp_path / "o"))
+    assert line.startswith("error: game.network.trips:") and "overflow" in line
+

@@ -231,6 +231,7 @@ class NetworkGame:
             e = int(np.argmin(free))
             raise ConfigError("modifier.bounds", f"a subsidy makes link {self.edge_names[e]} "
                               f"cost {free[e]:.3g} < 0 at free flow; allowed: costs >= 0")
+        self._check_overflow(toll)
         if getattr(self, "classes", None) is not None:  # several classes: link engines
             if method == "bush":
                 raise ConfigError("learner.method", "bush solves one class of traveller; "
@@ -240,6 +241,22 @@ class NetworkGame:
                 method = "bfw" if many and relative_gap >= 1e-6 else "gradient_projection"
         return engine(method)(self, toll, relative_gap, max_iterations, progress,
                               system_optimum)
+
+    def _check_overflow(self, toll: Array | None) -> None:
+        """Refuse demand or tolls whose costs overflow (every trip on every link bounds
+        what a solve can meet): the engines would report a NaN gap naming nothing."""
+        D = float(self.D)
+        heavy = np.full(self.E, D if np.isfinite(D) else np.inf)
+        with np.errstate(over="ignore", invalid="ignore"):
+            untolled = D * float(np.max(self.generalised_cost(heavy))) if self.E else 0.0
+            tolled = D * float(np.max(self.generalised_cost(heavy, toll))) if self.E else 0.0
+        if not np.isfinite(untolled):
+            raise ConfigError("game.network.trips", f"{D:.3g} trips make the network's costs "
+                              "overflow (total cost not finite); allowed: demand whose total "
+                              "cost stays finite in double precision")
+        if not np.isfinite(tolled):
+            raise ConfigError("modifier.bounds", "the tolls make the total cost overflow "
+                              f"({D:.3g} trips); allowed: tolls whose total cost stays finite")
 
     def system_optimum(self, relative_gap: float = DEFAULT_RELATIVE_GAP,
                        progress: Any = None, max_iterations: int = 100_000) -> Any:
