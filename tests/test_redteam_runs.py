@@ -75,16 +75,21 @@ def test_finite_n_on_a_road_network_is_refused(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_a_negative_toll_in_the_network_file_is_blamed_on_the_file(tmp_path):
+def solve_with_file_toll(tmp_path, toll: str, toll_weight: float) -> str:
+    """``crowdsteer solve`` on Braess whose link 1->3 carries ``toll`` in the net file."""
     cfg = braess(tmp_path)
     net = tmp_path / "net.tntp"
     lines = net.read_text().splitlines()
-    lines[6] = lines[6].replace("\t0\t0\t1\t;", "\t0\t-100\t1\t;")
+    lines[6] = lines[6].replace("\t0\t0\t1\t;", f"\t0\t{toll}\t1\t;")
     net.write_text("\n".join(lines) + "\n")
     data = yaml.safe_load(cfg.read_text())
-    data["game"]["network"]["toll_weight"] = 1.0
+    data["game"]["network"]["toll_weight"] = toll_weight
     cfg.write_text(yaml.safe_dump(data))
-    line = one_line(crowdsteer("solve", cfg, "--out", tmp_path / "o"))
+    return one_line(crowdsteer("solve", cfg, "--out", tmp_path / "o"))
+
+
+def test_a_negative_toll_in_the_network_file_is_blamed_on_the_file(tmp_path):
+    line = solve_with_file_toll(tmp_path, "-100", 1.0)
     assert "game.network.net" in line and "1->3" in line and "modifier" not in line
 
 
@@ -112,3 +117,7 @@ def test_demand_that_overflows_the_costs_is_refused_naming_the_trips(tmp_path):
     line = one_line(crowdsteer("solve", cfg, "--out", tmp_path / "o"))
     assert line.startswith("error: game.network.trips:") and "overflow" in line
 
+
+def test_a_file_toll_that_overflows_with_its_weight_is_blamed_on_the_file(tmp_path):
+    line = solve_with_file_toll(tmp_path, "1e300", 1e100)  # the largest weight allowed
+    assert line.startswith("error: game.network.net:") and "not finite" in line

@@ -226,12 +226,12 @@ class NetworkGame:
             raise ConfigError("learner.temperature", "road networks are solved for "
                               "Wardrop's (deterministic) equilibrium; allowed: 0")
         toll = _toll_vector(theta, self.E)
+        self._check_overflow(toll)
         free = self.generalised_cost(np.zeros(self.E), toll)
         if np.any(free < 0):  # shortest paths (Dijkstra) need costs >= 0
             e = int(np.argmin(free))
             raise ConfigError("modifier.bounds", f"a subsidy makes link {self.edge_names[e]} "
                               f"cost {free[e]:.3g} < 0 at free flow; allowed: costs >= 0")
-        self._check_overflow(toll)
         if getattr(self, "classes", None) is not None:  # several classes: link engines
             if method == "bush":
                 raise ConfigError("learner.method", "bush solves one class of traveller; "
@@ -250,6 +250,10 @@ class NetworkGame:
         with np.errstate(over="ignore", invalid="ignore"):
             untolled = D * float(np.max(self.generalised_cost(heavy))) if self.E else 0.0
             tolled = D * float(np.max(self.generalised_cost(heavy, toll))) if self.E else 0.0
+            free = self.generalised_cost(np.zeros(self.E))
+        if not np.all(np.isfinite(free)):
+            raise ConfigError("game.network.net", "a link's toll or length times toll_weight "
+                              "or distance_weight is not finite; allowed: finite costs")
         if not np.isfinite(untolled):
             raise ConfigError("game.network.trips", f"{D:.3g} trips make the network's costs "
                               "overflow (total cost not finite); allowed: demand whose total "
@@ -594,7 +598,11 @@ def build_network(cfg: NetworkConfig, base_dir: Path | None = None,
                                      classes=view)
     if game.D <= 0:
         raise ConfigError(fields[0], f"{paths[0]}: no trips between distinct zones")
-    free = game.generalised_cost(np.zeros(game.E))
+    with np.errstate(over="ignore", invalid="ignore"):
+        free = game.generalised_cost(np.zeros(game.E))
+    if not np.all(np.isfinite(free)):
+        raise ConfigError(f"{field_name}.net", "a link's toll or length times toll_weight or "
+                          "distance_weight is not finite; allowed: finite costs")
     if np.any(free < 0):  # the file's own toll (or length) times its weight
         e = int(np.argmin(free))
         raise ConfigError(f"{field_name}.net", f"link {game.edge_names[e]} costs {free[e]:.3g} "
