@@ -87,6 +87,7 @@ from crowdsteer.learners.base import (
 )
 from crowdsteer.learners.sampled_fp import average
 from crowdsteer.learners.simulate import (
+    counted_step,
     draw_own, sample_states, sample_step, weighted_tv,
 )
 from crowdsteer.objectives import kl_floor
@@ -94,7 +95,6 @@ from crowdsteer.objectives import kl_floor
 Array = np.ndarray
 MAX_ENTRIES = 200_000_000  # N * T * S * A; 1 GB of float32 values plus one-byte counts
 SAMPLE_ROUNDS = 5  # mu_sample averages the empirical histograms of this many final rounds
-MAX_COUNT = 255  # visit counts saturate here (uint8)
 STEP_HALVING = 200  # the step floor learning_rate * h / (h + k) halves after h rounds
 # (measured at N = 2000, tau = 0, 2000 rounds, h = 50 / 200 / 1000 / constant: the 3 x 3 log
 # game 0.0048 / 0.0051 / 0.0069 / 0.0103, the paper's dynamic game with log congestion
@@ -248,7 +248,7 @@ class Memory:
     Q
         ``(N T S A,)`` float32 action values ``Q_i[t, s, a]``.
     visits
-        ``(N T S A,)`` uint8 visit counts (saturating at :data:`MAX_COUNT`).
+        ``(N T S A,)`` uint8 visit counts (saturating at :data:`crowdsteer.learners.simulate.MAX_COUNT`).
     allowed
         ``(A, S)`` allowed actions, transposed (columns are states), or ``None`` for all.
     uniform
@@ -356,13 +356,7 @@ def learn(memory: Memory, path: list, tau: float, learning_rate: float) -> None:
             rows = memory.rows(t + 1, x_next)
             target = r + agent_value(memory.Q[rows], memory.visits[rows], memory.ok(x_next), tau)
         check_finite(target, "learning target")
-        cell = memory.cell(t, x, a)
-        n = memory.visits[cell]
-        np.minimum(n, MAX_COUNT - 1, out=n)
-        n += 1
-        memory.visits[cell] = n
-        q = memory.Q[cell]
-        memory.Q[cell] = q + np.maximum(1.0 / n, learning_rate) * (target - q)
+        counted_step(memory.Q, memory.visits, memory.cell(t, x, a), target, learning_rate)
 
 
 def check_memory(N: int, T: int, S: int, A: int) -> None:

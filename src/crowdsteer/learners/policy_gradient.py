@@ -149,6 +149,7 @@ from crowdsteer.learners.base import (
     Progress, Solution, check_finite, exploration_rate, learners,
 )
 from crowdsteer.learners.simulate import (
+    MAX_COUNT, counted_step,
     draw_own, explore, sample_actions, sample_population, sample_slot, sample_states,
     successors,
 )
@@ -157,7 +158,6 @@ from crowdsteer.objectives import kl_floor
 Array = np.ndarray
 MAX_ENTRIES = 200_000_000  # N * T * S * A with sharing: none (0.8-1.8 GB)
 SAMPLE_ROUNDS = 5  # mu_sample averages the empirical histograms of this many final rounds
-MAX_COUNT = 255  # per-agent visit counts saturate here (uint8)
 CHECK_EVERY = 5  # default rounds between certified checks
 EXPLORATION = 0.05  # default epsilon: acting uniformly at random w.p. epsilon / sqrt(k)
 STEP = 0.001  # default floor of the actor's step alpha_k = max(1 / (k + k0), step)
@@ -592,13 +592,7 @@ class OwnPolicies:
                 v_next = (p * np.where(p > 0, q, 0.0)).sum(axis=1) + tau * rnd.path[t + 1][5]
             G = targets(rnd, t, G, tau, td, v_next)
             if self.own_critic:
-                cell = self.row(t, x) * A + a
-                n = self.n[cell]
-                np.minimum(n, MAX_COUNT - 1, out=n)
-                n += 1
-                self.n[cell] = n
-                q = self.q[cell]
-                self.q[cell] = q + np.maximum(1.0 / n, beta) * (G - q)
+                counted_step(self.q, self.n, self.row(t, x) * A + a, G, beta)
             else:
                 self.critic.update(t, x, a, slot, x_next, G, beta)
         for t in range(T):

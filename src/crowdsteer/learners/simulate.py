@@ -210,3 +210,22 @@ def weighted_tv(p: Array, q: Array, weight: Array) -> float:
     the result is the share of agents' choices whose distribution differs, in ``[0, 1]``.
     """
     return float(np.sum(weight * 0.5 * np.abs(p - q).sum(axis=-1)))
+
+
+MAX_COUNT = 255
+"""Visit counts saturate here (uint8): the step size then stays at its floor."""
+
+
+def counted_step(values: np.ndarray, counts: np.ndarray, cell: np.ndarray,
+                 target: np.ndarray, floor: float) -> None:
+    """Move ``values[cell]`` towards ``target`` by ``max(1 / n, floor)`` in place, ``n`` the
+    cell's visit count after this visit (``counts``, saturating at :data:`MAX_COUNT`): a
+    running mean of the targets that becomes an exponential average once ``1 / n < floor``.
+    """
+    n = counts[cell]
+    np.minimum(n, MAX_COUNT - 1, out=n)
+    n += 1
+    counts[cell] = n
+    v = values[cell]
+    values[cell] = v + np.maximum(1.0 / n, floor) * (target - v)
+
