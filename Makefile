@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP_ARGS ?=
 
-.PHONY: install demo test test-fast bench bench-peers clean browser
+.PHONY: install demo test test-all test-fast bench bench-peers clean browser
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -18,7 +18,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/crowdsteer run examples/oneshot.yaml --out runs/oneshot --force
 
+# The default suite: everything but the tests marked slow (under 10 minutes on 2 cores).
 test: $(STAMP) browser
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q -m "not slow"
+
+# Every test, the slow ones included (about 13 minutes on 2 cores).
+test-all: $(STAMP) browser
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 # Headless Chromium for tests/test_report_browser.py (skipped without it): installed when

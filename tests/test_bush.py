@@ -59,7 +59,7 @@ def test_bpr_power_below_one_solves(tmp_path):
 def test_sioux_falls_to_1e_10_matches_the_best_known_flows():
     g = network("SiouxFalls")
     sol = g.solve_equilibrium(relative_gap=1e-10)  # auto: the bush engine
-    assert sol.paths is None and sol.relative_gap <= 1e-10
+    assert sol.relative_gap <= 1e-10
     v, _ = read_flow(DATA / "SiouxFalls_flow.tntp", g.net)
     assert np.abs(sol.flow - v).sum() / v.sum() <= 1e-6
     assert sol.total_travel_time == pytest.approx(g.total_travel_time(v), rel=1e-8)
@@ -100,8 +100,7 @@ def test_learner_method_names_the_engine(tmp_path):
     g = pigou(tmp_path)
     for method in ("bush", "bfw", "gradient_projection"):
         sol = ExactSolver(ExactConfig(method=method, relative_gap=1e-9)).solve(g)
-        assert sol.relative_gap <= 1e-9 and (sol.paths is not None) == (
-            method == "gradient_projection")
+        assert sol.relative_gap <= 1e-9 and (sol.paths is not None) == (method != "bfw")
     with pytest.raises(ConfigError, match="does not run on road networks"):
         ExactSolver(ExactConfig(method="omd")).solve(g)
     grid = build_game(load_config({"game": {"name": "crowd", "width": 3, "height": 3, "horizon": 3}}))
@@ -114,3 +113,27 @@ def test_two_solves_give_the_same_flows():
     g = network("Anaheim")
     a, b = (bush_based(g, relative_gap=1e-8) for _ in range(2))
     np.testing.assert_array_equal(a.flow, b.flow)
+
+
+def test_tight_solves_come_with_paths_that_carry_the_flows_on_shortest_routes():
+    """At the gap a sensitivity analysis needs, the bushes are decomposed into paths: per
+    pair they carry the trips, together the link flows, and each costs at most its pair's
+    shortest distance (SciPy's Dijkstra on the plain graph) plus the gap's share; looser
+    solves keep none (Berlin-Center's would take gigabytes)."""
+    g = network("SiouxFalls", distance_weight=0.3)
+    toll = np.random.default_rng(5).uniform(0, 2, g.E)
+    sol = bush_based(g, toll, relative_gap=1e-10)
+    paths = sol.paths
+    Z = g.demand.shape[1]
+    rows, dest = np.divmod(paths.od, Z)
+    per_pair = np.bincount(paths.od, weights=paths.flow, minlength=g.graph.od.size)
+    np.testing.assert_allclose(per_pair.reshape(g.graph.od.shape), g.graph.od, atol=1e-9)
+    np.testing.assert_allclose(paths.link_flow(), sol.flow, rtol=1e-9, atol=1e-9)
+    n = g.net
+    c = (n.free_flow_time * (1 + n.b * (sol.flow / n.capacity) ** n.power)
+         + g.toll_weight * n.toll + g.distance_weight * n.length + toll)
+    dist = dijkstra(csr_matrix((c, (n.tail, n.head)), shape=(n.nodes, n.nodes)),
+                    indices=g.graph.origins)
+    excess = paths.delta @ c - dist[rows, dest]
+    assert excess.min() >= -1e-9 and excess.max() <= 1e-6 * dist[rows, dest].max()
+    assert bush_based(g, toll, relative_gap=1e-6).paths is None

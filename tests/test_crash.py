@@ -105,7 +105,7 @@ def one_line(r):
     ("tpe", ["tell:4"]),      # round [2, 3] half recorded
     # between the parameter writes of trial 3 while trial 2 of its round is stored and
     # pending (the GP conditions on it), then during that round's evaluation when resumed
-    ("gp", ["param:8", "evaluate:1"]),
+    pytest.param("gp", ["param:8", "evaluate:1"], marks=pytest.mark.slow),
     # the default bo (a trust-region search replayed from the study): the same mid-ask
     ("bo", ["param:8"]),
 ], ids=["baseline-evaluation", "parameter-writes", "round-half-recorded",
@@ -177,6 +177,7 @@ if __name__ == "__main__":
 '''
 
 
+@pytest.mark.slow
 def test_optimise_resumes_the_same_way(tmp_path):
     """crowdsteer.optimise around a user's evaluate: killed between the parameter writes of
     trial 5 (its round's trial 4 pending), then killed in the resumed run's first round,
@@ -277,6 +278,7 @@ def test_a_bad_storage_is_refused_before_anything_is_written(tmp_path, url, word
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_a_shared_storage_holds_one_study_per_run_name(tmp_path):
     """Two folders named `run` against one database: the second fresh run is refused with one
     line; --resume joins the study (same config); --force keeps the old one as run-previous."""

@@ -116,7 +116,7 @@ def sleeps(seconds):
     return seconds
 
 
-@pytest.mark.parametrize("make", [Serial, lambda: Local(2)])
+@pytest.mark.parametrize("make", [pytest.param(Serial, marks=pytest.mark.slow), lambda: Local(2)])
 def test_a_task_past_its_timeout_is_stopped_and_the_others_finish(make):
     """The clock of a task starts when a worker starts it (not while the worker is being
     spawned), so the quick tasks finish even on a loaded machine."""
@@ -140,7 +140,7 @@ def hangs_for_large_w(w, seed):
     return float(w[0] ** 2)
 
 
-@pytest.mark.parametrize("executor", ["serial", "local"])
+@pytest.mark.parametrize("executor", ["serial", pytest.param("local", marks=pytest.mark.slow)])
 def test_a_timed_out_evaluation_is_recorded_and_the_run_goes_on(tmp_path, executor):
     result = crowdsteer.optimise(
         hangs_for_large_w, 1, seed=2, out=tmp_path / "r", executor={"name": executor},

@@ -332,6 +332,7 @@ def test_check_table_keeps_square_brackets_in_paths(tmp_path):
 # ------------------------------------------------------------ item 14: misleading options
 
 
+@pytest.mark.slow
 def test_reproduce_into_a_used_folder_does_not_suggest_resume(tmp_path):
     data = {"game": GAME, "learner": {"name": "exact", "temperature": 0.5},
             "modifier": {"name": "power_series", "order": 1},

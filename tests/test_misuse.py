@@ -48,6 +48,7 @@ def rows_now(path):
         return 0
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_points_then_resume_matches_an_uninterrupted_run(tmp_path):
     cfg = write_config(tmp_path, RUN)
     assert cli("run", cfg, "--out", tmp_path / "full").returncode == 0

@@ -73,7 +73,7 @@ def minimise(fn, cfg, seed=0, direction="minimize", baseline=True):
 
 # (optimiser, function, evaluations, gap to the optimum it must beat); random is the yardstick
 BUDGETS = [
-    ("bo", "bowl3", 40, 1e-6), ("bo", "ellipsoid15", 150, 1e-4), ("bo", "rosenbrock2", 100, 1e-4),
+    ("bo", "bowl3", 40, 1e-6), pytest.param("bo", "ellipsoid15", 150, 1e-4, marks=pytest.mark.slow), ("bo", "rosenbrock2", 100, 1e-4),
     ("bo", "branin", 30, 1e-3),
     ("gp", "bowl3", 25, 0.05), ("gp", "branin", 30, 0.05),
     ("cmaes", "bowl3", 60, 0.1), ("cmaes", "branin", 80, 0.2), ("cmaes", "rosenbrock2", 300, 0.05),
@@ -88,6 +88,7 @@ def test_optimiser_beats_its_budget(name, function, evaluations, gap):
     assert minimise(fn, cfg).best_value - fn.optimum < gap
 
 
+@pytest.mark.slow
 def test_bo_on_the_ellipsoid_is_far_ahead_of_the_old_gp():
     """15 weights (the issue's point): after 60 evaluations ``bo`` has cut J by more than
     1000x; the global GP (``gp``, the old ``bo``) by less than 100x."""
@@ -118,6 +119,7 @@ def test_bo_leaves_a_flat_neighbourhood_for_the_global_search():
     assert minimise(fn, OptimiserConfig(name="bo", evaluations=20)).best_value == 0.0
 
 
+@pytest.mark.slow
 def test_noisy_bo_beats_random_on_average():
     """With noise (sd 0.05) on a 4-D bowl, BO's best true value beats random search's."""
     c = np.array([0.5, -0.5, 0.2, -0.8])
@@ -187,7 +189,7 @@ def rows(path):
         return [[r["J"]] + [r[f"w_{i}"] for i in range(6)] for r in csv.DictReader(f)]
 
 
-@pytest.mark.parametrize("name, batch", [("bo", 1), ("bo", 3), ("cmaes", 2)])
+@pytest.mark.parametrize("name, batch", [("bo", 1), pytest.param("bo", 3, marks=pytest.mark.slow), ("cmaes", 2)])
 def test_resume_asks_what_an_uninterrupted_run_asks(tmp_path, name, batch):
     """Kill a run after 10 evaluations with one more asked but unfinished (a RUNNING trial),
     forget every cached search state (a new process), resume: the evaluations are those of

@@ -50,6 +50,7 @@ def test_two_node_cluster(tmp_path):
         cluster.shutdown()
 
 
+@pytest.mark.slow
 def test_ray_stops_a_task_past_its_timeout(local_ray):
     """The clock starts at submission (at most as many tasks in flight as CPUs), so the
     timeout leaves room for Ray to start a worker."""

@@ -26,7 +26,6 @@ from tests.test_crash import RUN, crowdsteer, environment, killed, table
 PG_USER = "crowdsteer_pg"
 
 pytestmark = [
-    pytest.mark.slow,
     pytest.mark.skipif(shutil.which("initdb") is None or shutil.which("pg_ctl") is None,
                        reason="PostgreSQL's initdb and pg_ctl are not on PATH"),
     pytest.mark.skipif(importlib.util.find_spec("psycopg") is None,
@@ -111,6 +110,7 @@ def sqlite_reference(tmp_path_factory):
     return table(tmp / "run")
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_gives_the_evaluations_of_sqlite(server, tmp_path, sqlite_reference):
     cfg = write_config(tmp_path, shared(server, "killed"))
     out = tmp_path / "run"

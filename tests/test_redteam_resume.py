@@ -4,6 +4,7 @@ the file (H2). Through the CLI."""
 import hashlib
 import os
 
+import pytest
 import yaml
 
 from crowdsteer.metaagent.study import input_files
@@ -49,6 +50,7 @@ def gradient_run(tmp_path):
     return cfg, write_config(tmp_path, cfg, "g.yaml")
 
 
+@pytest.mark.slow
 def test_a_gradient_study_another_live_process_drives_is_not_joined(tmp_path):
     """H3: two processes on one gradient study asked the same w in lock-step (421 trials for
     a budget of 251) and left a study no resume could follow."""

@@ -6,6 +6,7 @@ the CLI."""
 
 import csv
 
+import pytest
 import yaml
 
 from tests.test_crash import RUN, crowdsteer, killed, table
@@ -57,6 +58,7 @@ def test_the_resume_of_a_gradient_run_whose_baseline_failed_says_why(tmp_path):
     assert "timed out" in again
 
 
+@pytest.mark.slow
 def test_resume_with_another_executor_is_the_same_run(tmp_path):
     cfg = braess(tmp_path, **STEER, optimiser={"name": "random", "evaluations": 4})
     killed(cfg, tmp_path / "o", "tell")

@@ -69,6 +69,8 @@ class BushResult:
     """``(iterations,)`` the relative gap after each iteration."""
     converged: bool
     seconds: float
+    paths: tuple | None = None
+    """``(links, ptr, pair, flow)`` of :func:`_decompose` when asked (``paths=True``)."""
 
 
 @njit(cache=True, inline="always")
@@ -416,6 +418,65 @@ def _sweep(sources, in_bush, flows, x, c, dc, out_ptr, out_link, in_ptr, in_link
                          t0, b, cap, p, fixed, so, eps[r], L, Lp, U, Up, thresh)
 
 
+@njit(cache=True)
+def _decompose(sources, od, flows, in_ptr, in_link, tail, eps):  # pragma: no cover
+    """Each origin's bush flows as paths: ``(links, ptr, pair, flow)`` in CSR layout (a
+    path's links from its destination back), ``pair = row * Z + destination``.
+
+    For every destination with trips the residual flow is walked back from it, always
+    along the entering link that carries most, and the path takes the smallest of the
+    remaining trips and the residuals it passed; each path empties a link or the trips.
+    Link flows conserve trips at every node, so a walk with trips left finds an entering
+    link with flow until the origin (a bush is acyclic)."""
+    Zo, Z = od.shape
+    n = in_ptr.shape[0] - 1
+    cap = 4 * Zo * Z + 16
+    links = np.empty(cap, np.int64)
+    ptr = [0]
+    pair = []
+    pflow = []
+    walk = np.empty(n, np.int64)
+    for r in range(Zo):
+        f = flows[r].copy()
+        src = sources[r]
+        for d in range(Z):
+            left = od[r, d]
+            while left > eps[r]:
+                node = d
+                steps = 0
+                low = left
+                while node != src:
+                    best = -1
+                    for a in range(in_ptr[node], in_ptr[node + 1]):
+                        e = in_link[a]
+                        if f[e] > eps[r] and (best < 0 or f[e] > f[best]):
+                            best = e
+                    if best < 0 or steps >= n:
+                        break
+                    walk[steps] = best
+                    steps += 1
+                    if f[best] < low:
+                        low = f[best]
+                    node = tail[best]
+                if node != src:  # residues of rounding: what is left is dropped
+                    break
+                start = ptr[-1]
+                if start + steps > links.shape[0]:
+                    grown = np.empty(2 * (start + steps), np.int64)
+                    grown[:start] = links[:start]
+                    links = grown
+                for k in range(steps):
+                    links[start + k] = walk[k]
+                    f[walk[k]] -= low
+                ptr.append(start + steps)
+                pair.append(r * Z + d)
+                pflow.append(low)
+                left -= low
+    m = ptr[-1]
+    return (links[:m].copy(), np.array(ptr, np.int64), np.array(pair, np.int64),
+            np.array(pflow))
+
+
 def _stars(tail: Array, head: Array, n: int) -> tuple[Array, Array, Array, Array]:
     """Forward and backward stars: ``(out_ptr, out_link, in_ptr, in_link)``."""
     out_link = np.argsort(tail, kind="stable").astype(np.int64)
@@ -484,8 +545,9 @@ def extra_sweeps(gap: float) -> int:
 
 def solve(game, toll: Array | None = None, relative_gap: float = 1e-6,
           max_iterations: int = 100_000, progress=None,
-          system_optimum: bool = False) -> BushResult:
-    """Algorithm B to ``relative_gap`` (see the module docstring)."""
+          system_optimum: bool = False, paths: bool = False) -> BushResult:
+    """Algorithm B to ``relative_gap`` (see the module docstring); ``paths``: the bushes'
+    flows decomposed into paths as well (what a sensitivity analysis needs)."""
     start = time.perf_counter()
     net = Network(game, toll, system_optimum)
     out_ptr, out_link, in_ptr, in_link = net.stars
@@ -517,6 +579,9 @@ def solve(game, toll: Array | None = None, relative_gap: float = 1e-6,
             _sweep(net.sources, in_bush, flows, x, c, dc, out_ptr, out_link, in_ptr, in_link,
                    net.tail, net.head, *net.bpr, eps, False, 1, thresh)
         x = flows.sum(axis=0)  # drops the rounding the incremental updates gathered
+    used = None
+    if paths:
+        used = _decompose(net.sources, net.od, flows, in_ptr, in_link, net.tail, eps)
     return BushResult(flow=x, relative_gap=float(gap), iterations=k,
                       history=np.asarray(history), converged=bool(gap <= relative_gap),
-                      seconds=time.perf_counter() - start)
+                      seconds=time.perf_counter() - start, paths=used)

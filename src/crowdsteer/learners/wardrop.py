@@ -424,10 +424,19 @@ def bush_based(game: NetworkGame, toll: Array | None = None,
                relative_gap: float = DEFAULT_RELATIVE_GAP, max_iterations: int = 100_000,
                progress: Progress | None = None,
                system_optimum: bool = False) -> NetworkSolution:
-    """Algorithm B on origin-based bushes (:mod:`crowdsteer.learners.bush`), compiled."""
-    r = bush.solve(game, toll, relative_gap, max_iterations, progress, system_optimum)
+    """Algorithm B on origin-based bushes (:mod:`crowdsteer.learners.bush`), compiled.
+
+    Solved to :data:`VJP_GAP` or tighter (the gradient optimiser's equilibria), the bushes'
+    flows also come decomposed into paths, on which :func:`equilibrium_vjp` differentiates
+    without re-solving path-based."""
+    keep = relative_gap <= VJP_GAP * 100  # as tight as a sensitivity analysis needs
+    r = bush.solve(game, toll, relative_gap, max_iterations, progress, system_optimum, keep)
+    paths = None
+    if r.paths is not None:
+        links, ptr, pair, flow = r.paths
+        paths = PathSet(links, ptr, pair, flow, game.E)
     return _solution(game, r.flow, toll, r.relative_gap, r.iterations, r.seconds, r.converged,
-                     list(r.history), system_optimum)
+                     list(r.history), system_optimum, paths)
 
 
 METHODS = {"bush": bush_based, "bfw": bfw, "gradient_projection": gradient_projection}
