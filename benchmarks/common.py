@@ -182,8 +182,10 @@ def provenance(command: str, info: dict, started: float, repeats_note: str) -> s
         f"- Date: {date}; suite wall time {time.perf_counter() - started:.0f} s",
         f"- Machine: {info['cpu_model']}, nproc = {info['nproc']}; Python {info['python']}, "
         f"NumPy {info['numpy']}, SciPy {info['scipy']}",
-        f"- Single-threaded: {threads} set before NumPy is imported; every case runs in a "
-        "fresh subprocess",
+        (f"- Single-threaded: {threads} set before NumPy is imported; every case runs in a "
+         "fresh subprocess" if all(v is not None for v in info["threads"].values()) else
+         "- Threads: not pinned (every case runs in a fresh subprocess with the library's "
+         "defaults, both cores where it uses them)"),
         f"- Load average (1/5/15 min) at the start: {load}; at the end: {load_end} (a load "
         f"above {info['nproc']} means other work competed for the cores)",
         f"- Timing: {repeats_note}",
