@@ -277,3 +277,26 @@ def test_model_free_learners_are_refused_on_networks(learner):
     with pytest.raises(ConfigError) as info:
         crowdsteer.solve(cfg)
     assert info.value.field == "learner.name" and "routes" in info.value.message
+
+
+def test_solve_on_a_road_network_reports_its_progress_as_the_relative_gap(tmp_path,
+                                                                          monkeypatch):
+    """The engines report (and stop at) the relative gap, by default 1e-6 (not the
+    exploitability tolerance 1e-4 of the games with states): the progress lines of a
+    piped ``crowdsteer solve`` name it and extrapolate the time left towards it."""
+    from typer.testing import CliRunner
+
+    import crowdsteer.cli as cli_mod
+
+    seen = {}
+    real = cli_mod.progress_lines
+
+    def spy(label, log=None, **kw):
+        seen.update(kw)
+        return real(label, log, **kw)
+
+    monkeypatch.setattr(cli_mod, "progress_lines", spy)
+    example = Path(__file__).resolve().parents[1] / "examples" / "siouxfalls_tolls.yaml"
+    r = CliRunner().invoke(cli_mod.app, ["solve", str(example), "--out", str(tmp_path / "s")])
+    assert r.exit_code == 0, r.output
+    assert seen["metric"] == "relative gap" and seen["target"] == 1e-6

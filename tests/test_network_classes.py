@@ -151,3 +151,20 @@ def test_unknown_class_and_classes_on_one_class_networks_are_refused(tmp_path):
                       base_dir=tmp_path)
     with pytest.raises(ConfigError, match="modifier.per_class: this network has one class"):
         build(one, "modifier", game=build_game(one))
+
+
+def test_vehicle_distance_counts_vehicles_not_pce(tmp_path):
+    """One link of length 2 carrying 1 car and 0.4 trucks of PCE 2.5: 1.4 vehicles drive
+    2.8 vehicle x length (the PCE-weighted flow, 2.0, would give 4.0)."""
+    (tmp_path / "net.tntp").write_text(
+        "<NUMBER OF ZONES> 2\n<NUMBER OF NODES> 2\n<FIRST THRU NODE> 1\n"
+        "<NUMBER OF LINKS> 1\n<END OF METADATA>\n1 2 1 2 1 0.15 4 0 0 1 ;\n")
+    (tmp_path / "cars.tntp").write_text(trips_text({1: {2: 1.0}}))
+    (tmp_path / "trucks.tntp").write_text(trips_text({1: {2: 0.4}}))
+    (tmp_path / "c.yaml").write_text(
+        "game: {name: routing, network: {net: net.tntp, classes: [{name: cars, trips: "
+        "cars.tntp}, {name: trucks, trips: trucks.tntp, pce: 2.5}]}}\n")
+    r = cli("solve", tmp_path / "c.yaml", "--out", tmp_path / "run")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["vehicle_distance"] == pytest.approx(2.8)

@@ -106,3 +106,33 @@ def test_a_frank_wolfe_solution_is_resolved_with_paths(tmp_path):
     assert residual <= 1e-8
     for e in (1, 4):
         assert g_theta[e] == pytest.approx(central_difference(g, theta, e, 1e-4), rel=1e-4)
+
+
+def test_a_non_equilibrium_gets_no_gradient_and_no_path_based_re_solve(monkeypatch):
+    """Under the gradient optimiser (``require_convergence`` on) an evaluation whose solve
+    stopped short of its gap (here ``max_iterations: 2`` against 1e-10) is counted no
+    better than the worst and its gradient is never used: none is computed, and in
+    particular the sensitivity analysis's path-based re-solve to 1e-10 (minutes on a city)
+    does not run. With the requirement off the gradient is still taken."""
+    from crowdsteer.config import load_config
+    from crowdsteer.learners import wardrop
+    from crowdsteer.metaagent.evaluation import setup
+    from crowdsteer.metaagent.gradient import value_and_grad
+    from tests.test_network import DATA
+
+    raw = {"seed": 0, "game": {"name": "routing", "network": {
+        "net": str(DATA / "SiouxFalls_net.tntp"), "trips": str(DATA / "SiouxFalls_trips.tntp")}},
+        "learner": {"name": "exact", "max_iterations": 2},
+        "modifier": {"name": "tolls", "bounds": [0, 10]}, "objective": {"name": "welfare"},
+        "optimiser": {"name": "gradient", "evaluations": 2}}
+    calls = []
+    real = wardrop.gradient_projection
+    monkeypatch.setattr(wardrop, "gradient_projection",
+                        lambda *a, **k: calls.append(k) or real(*a, **k))
+    w = np.full(76, 1.0)
+    hg = value_and_grad(setup(load_config(raw)), w)
+    assert not hg.solution.converged and not calls
+    assert np.all(hg.grad == 0) and np.isnan(hg.residual)
+    raw["optimiser"]["require_convergence"] = False
+    hg = value_and_grad(setup(load_config(raw)), w)
+    assert calls and np.abs(hg.grad).max() > 0

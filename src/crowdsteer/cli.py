@@ -156,8 +156,14 @@ def solve(
         out = rundir.prepare(out, force=force, resumable=False)
         learner = cfg["learner"]
         metric = "exploitability" if learner.name == "exact" else "change"
+        target = getattr(learner, "tolerance", None)
+        if learner.name == "exact" and getattr(cfg["game"], "network", None) is not None:
+            # road networks: the engines report (and stop at) the relative gap
+            from crowdsteer.games.network import DEFAULT_RELATIVE_GAP
+
+            metric, target = "relative gap", learner.relative_gap or DEFAULT_RELATIVE_GAP
         lines = progress_lines(f"solving ({learner.name})", metric=metric, every=1,
-                               target=getattr(learner, "tolerance", None))
+                               target=target)
         with progress_bar(f"solving ({learner.name})", learner.max_iterations, metric,
                           lines) as bar:
             result = solve_mod.solve(cfg, progress=bar)

@@ -70,6 +70,12 @@ def value_and_grad(s: Setup, w: Array, repeat: int = 0,
     if sol.mu_sample is not None:
         raise GradientError("hypergradients need the exact learner (learner: {name: exact}): "
                             "a model-free learner's J is noisy and has no exact gradient")
+    if not sol.converged and requires_convergence(s.optimiser):
+        # not an equilibrium: the descent counts it as no better than the worst and takes
+        # no gradient from it, so none is computed (on a road network the sensitivity
+        # analysis would first re-solve path-based to 1e-10: minutes on a city)
+        return Hypergradient(sample, np.zeros(s.modifier.n_params), sol, float("nan"), 0,
+                             time.perf_counter() - start)
     g_mu = s.objective.gradient(s.game, sol.mu)
     own = getattr(s.game, "equilibrium_vjp", None)
     if own is not None:

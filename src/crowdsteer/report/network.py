@@ -102,7 +102,9 @@ def network_summary(game: Any, sol: Any, welfare: float | None = None) -> dict[s
     from crowdsteer.games.tntp import units
 
     u = units(game.net)
-    x = link_flows(game, sol.flow)
+    per_class = getattr(game, "per_class", None)
+    vehicles = (np.asarray(sol.flow, dtype=float) if per_class is None  # not PCE-weighted
+                else per_class(sol.flow).sum(axis=0))
     D = game.D
     sptt = sol.total_cost * (1.0 - sol.relative_gap)
     out = {
@@ -116,7 +118,7 @@ def network_summary(game: Any, sol: Any, welfare: float | None = None) -> dict[s
         "average_excess_cost": (sol.total_cost - sptt) / D,
         "exploitability": sol.exploitability,
         "total_demand": D,
-        "vehicle_distance": float(x @ game.net.length),
+        "vehicle_distance": float(vehicles @ game.net.length),
         "links": game.E, "nodes": int(game.net.nodes), "zones": int(game.net.zones),
         "units": {
             "total_travel_time": f"vehicle x {u['time']}",
