@@ -80,3 +80,20 @@ def test_init_writes_a_starter_config_that_runs(tmp_path):
 def test_module_help_shows_examples():
     r = cli("run", "--help")
     assert r.returncode == 0 and "Example" in r.stdout
+
+
+def never_converges(w, seed):
+    return Outcome(objective=float(w[0] ** 2), converged=False)
+
+
+def test_no_converged_evaluation_is_named_not_an_empty_min(tmp_path):
+    """Review defect 1: optimise's result used best_trial_of directly, so when no evaluation
+    converged it raised min()'s bare ValueError; it now raises NoEquilibrium as run does,
+    evaluations.csv written first."""
+    from crowdsteer.errors import NoEquilibrium
+
+    with pytest.raises(NoEquilibrium, match="none of the 3 evaluations reached equilibrium"):
+        crowdsteer.optimise(never_converges, 1, out=tmp_path / "r",
+                            optimiser={"name": "random", "evaluations": 2})
+    with open(tmp_path / "r" / "evaluations.csv") as f:
+        assert [r["converged"] for r in csv.DictReader(f)] == ["False"] * 3

@@ -2,7 +2,7 @@
 
 import pytest
 
-from crowdsteer.config import load_config, parse_yaml
+from crowdsteer.config import load_config, parse_yaml, validate_section
 from crowdsteer.errors import ConfigError
 
 
@@ -28,6 +28,20 @@ def test_bad_values_name_the_field(data, field, words):
     assert info.value.field == field
     assert words in str(info.value)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("section, raw, field, got", [
+    ("modifier", {"name": "tolls", "bounds": [False, True]}, "modifier.bounds.0", "'false'"),
+    ("learner", {"name": "ppo", "hidden": [True, 64]}, "learner.hidden.0", "'true'"),
+    ("learner", {"name": "ppo", "hidden": (64, False)}, "learner.hidden.1", "'false'"),
+])
+def test_booleans_inside_number_lists_are_refused(section, raw, field, got):
+    """Review defect 2: true/false inside a list of numbers passed as 1/0 (tolls bounds
+    [false, true] became (0.0, 1.0)); refused like a top-level one, naming field and index."""
+    with pytest.raises(ConfigError) as info:
+        validate_section(section, raw)
+    assert info.value.field == field
+    assert got in str(info.value) and "\n" not in str(info.value)
 
 
 def test_malformed_yaml_names_the_line():

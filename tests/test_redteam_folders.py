@@ -3,6 +3,8 @@ after a failed replacement keeps the finished run (H8), a read-only folder is re
 before anything is computed. Through the CLI."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -85,3 +87,36 @@ def test_solve_into_a_read_only_folder_is_refused_before_computing(tmp_path):
     finally:
         out.chmod(0o755)
     assert str(out) in line and "ermission" in line and "solving" not in line
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_written_files_have_the_mode_of_an_ordinary_new_file(tmp_path, umask, mode):
+    """Review defect 5: atomic_write's files kept mkstemp's 0600 after the rename, so
+    result.json or report.html were unreadable by others whatever the umask; they now get
+    0o666 less the umask (022: 0644; 077 still 0600), as open() gives. The umask is set in
+    a fresh process, which reads it once."""
+    code = ("import sys; from pathlib import Path; from crowdsteer import rundir; "
+            "rundir.write_json(Path(sys.argv[1]), {'J': 1}); "
+            "rundir.atomic_write(Path(sys.argv[2]), b'<html>')")
+    files = [tmp_path / "result.json", tmp_path / "report.html"]
+    files[1].write_text("an older report")  # replaced, its mode not kept either
+    files[1].chmod(0o600)
+    r = subprocess.run([sys.executable, "-c", code, *map(str, files)], capture_output=True,
+                       text=True, timeout=120, check=False, preexec_fn=lambda: os.umask(umask))
+    assert r.returncode == 0, r.stderr
+    assert [f.stat().st_mode & 0o777 for f in files] == [mode, mode]
+    assert files[1].read_text() == "<html>"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_an_atomic_write_is_on_disk_before_it_replaces_the_file(tmp_path, monkeypatch):
+    """Review defect 5: the data is fsynced before os.replace, so a power cut after the
+    rename never leaves an empty file where the old one was."""
+    calls = []
+    monkeypatch.setattr(rundir.os, "fsync",
+                        lambda fd: calls.append(("fsync", os.fstat(fd).st_size)))
+    real_replace = os.replace
+    monkeypatch.setattr(rundir.os, "replace",
+                        lambda a, b: (calls.append(("replace", b)), real_replace(a, b)))
+    rundir.atomic_write(tmp_path / "evaluations.csv", b"trial,J\n0,1.5\n")
+    assert calls == [("fsync", 14), ("replace", tmp_path / "evaluations.csv")]

@@ -21,6 +21,8 @@ from typer.testing import CliRunner
 
 from crowdsteer import cli as cli_mod
 from crowdsteer.config import build, build_game, load_config
+from crowdsteer.errors import ConfigError
+from crowdsteer.games.tntp import read_flow
 
 # Braess with ids s = 75674, t = 900, v = 31, w = 4052; x-links t = 1e-9 + x.
 BRAESS = [(75674, 31, 1, 1e-9, 1e9, 1), (31, 900, 1, 1, 0, 1), (75674, 4052, 1, 1, 0, 1),
@@ -205,3 +207,33 @@ def test_a_listed_pair_tolls_every_parallel_link(tmp_path):
     assert m.n_params == 1
     np.testing.assert_allclose(m.theta(np.array([2.0])), [2, 0, 0, 0, 0, 2])
     np.testing.assert_allclose(m.theta_vjp(np.zeros(1), np.arange(6.0)), [0 + 5])
+
+
+def write_flow(path: Path, rows) -> Path:
+    path.write_text("From \tTo \tVolume \tCost \n"
+                    + "".join(f"{i}\t{j}\t{v}\t{c}\t;\n" for i, j, v, c in rows))
+    return path
+
+
+def test_a_flow_file_listing_a_link_twice_is_refused(tmp_path):
+    """Review defect 3: a _flow file listing 75674 -> 31 twice and leaving out 31 -> 4052
+    had the network's row count, so read_flow returned uninitialised memory for the link
+    left out; it is refused naming the file, the line and the link."""
+    net = build_game(load_config(setup(tmp_path))).net
+    rows = [(i, j, 10.0 * k, k) for k, (i, j, *_) in enumerate(BRAESS)]
+    rows = rows[:-1] + [rows[0]]  # the last link (31 -> 4052) left out, the first repeated
+    with pytest.raises(ConfigError, match=r"flow.tntp, line 6: link 75674 -> 31 is listed "
+                       r"twice \(first on line 2\); allowed: each link once"):
+        read_flow(write_flow(tmp_path / "flow.tntp", rows), net)
+
+
+def test_a_flow_file_in_another_order_sets_every_parallel_link(tmp_path):
+    """Review defect 3: with two parallel links 75674 -> 31 and the rows in another order
+    than the net file, the second row for the pair overwrote the first and the first link
+    was left uninitialised; each row now sets the next of the pair's links."""
+    net = build_game(load_config(setup(tmp_path, BRAESS + [BRAESS[0]]))).net
+    rows = [(i, j, 10.0 * k, k) for k, (i, j, *_) in enumerate(BRAESS + [BRAESS[0]])]
+    volume, cost = read_flow(write_flow(tmp_path / "flow.tntp", rows[::-1]), net)
+    # link k's own values, but the pair's rows in the file's order: 50 first, then 0
+    np.testing.assert_array_equal(volume, [50, 10, 20, 30, 40, 0])
+    np.testing.assert_array_equal(cost, [5, 1, 2, 3, 4, 0])

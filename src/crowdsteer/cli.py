@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -309,10 +308,7 @@ def init(
             if path.exists() and not path.is_file():  # a device such as /dev/full
                 path.write_text(text)
             else:  # a full disk or a kill never leaves half a config (or loses the old one)
-                atomic_write(path, text.encode())
-                umask = os.umask(0)
-                os.umask(umask)
-                path.chmod(0o666 & ~umask)  # as an ordinary new file, not mkstemp's 0600
+                atomic_write(path, text.encode())  # the mode of an ordinary new file
         except OSError as exc:
             fail(f"{path}: cannot write it ({exc.strerror or exc})")
     typer.echo(f"wrote {path}; run it with: crowdsteer run {path} --out runs/starter")

@@ -40,6 +40,17 @@ def _allows_bool(annotation: Any) -> bool:
     return not (isinstance(annotation, type) and issubclass(annotation, (int, float)))
 
 
+def _as_text(value: Any) -> Any:
+    """``value`` with every bool, also inside nested lists and tuples, as the text it was
+    written as (``true``, ``false``)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        shown = [_as_text(v) for v in value]
+        return shown if isinstance(value, list) else tuple(shown)
+    return value
+
+
 def _too_large(value: Any) -> float | None:
     """The largest magnitude among the floats in ``value`` (nested lists and tuples) if it
     exceeds :data:`MAX_MAGNITUDE`, else ``None``."""
@@ -60,13 +71,14 @@ class Strict(BaseModel):
     @pydantic.model_validator(mode="before")
     @classmethod
     def _no_bool_numbers(cls, data: Any) -> Any:
-        """``true``/``false`` for a number is refused (pydantic would read true as 1): it is
-        handed on as the text it was written as, which the number field refuses by name."""
+        """``true``/``false`` for a number, also inside a list, is refused (pydantic would
+        read true as 1): it is handed on as the text it was written as, which the number
+        field refuses by name (and index)."""
         if not isinstance(data, dict):
             return data
         fields = {f.alias or n: f for n, f in cls.model_fields.items()}
-        return {k: str(v).lower() if isinstance(v, bool) and k in fields
-                and not _allows_bool(fields[k].annotation) else v for k, v in data.items()}
+        return {k: _as_text(v) if k in fields and not _allows_bool(fields[k].annotation)
+                else v for k, v in data.items()}
 
     @pydantic.field_validator("*", mode="after")
     @classmethod

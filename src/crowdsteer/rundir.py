@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import json
 import math
 import os
@@ -210,12 +211,35 @@ def save_npy(path: Path, arr: np.ndarray) -> None:
     atomic_write(path, buf.getvalue())
 
 
+@functools.cache
+def _umask() -> int:
+    """The process's umask, read once: from ``/proc/self/status`` where there is one, as
+    ``os.umask`` can only read it by setting it (a thread creating a file meanwhile would
+    get umask 0)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    umask = os.umask(0o077)
+    os.umask(umask)
+    return umask
+
+
 def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all (a crash leaves the old file or none), with the
+    mode a plain ``open()`` gives (``0o666`` less the umask; ``mkstemp`` makes it ``0o600``,
+    unreadable by others), on disk before it replaces the old file."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

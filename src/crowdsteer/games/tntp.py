@@ -527,7 +527,9 @@ def read_nodes(path: str | Path, net: TntpNetwork | int,
 
 
 def read_flow(path: str | Path, net: TntpNetwork, field: str = "flow") -> tuple[Array, Array]:
-    """``(volume, cost)``, ``(E,)`` each in the net file's link order, from a ``_flow`` file."""
+    """``(volume, cost)``, ``(E,)`` each in the net file's link order, from a ``_flow`` file.
+    Refuses a link listed twice (parallel links: more often than the net file has it), so
+    that the file's ``E`` rows set every link (none is left as uninitialised memory)."""
     path = Path(path)
     where, a = _table(path, field, 4)
     if a.shape[0] != net.E:
@@ -535,12 +537,19 @@ def read_flow(path: str | Path, net: TntpNetwork, field: str = "flow") -> tuple[
     tail_id, head_id = a[:, 0].astype(np.int64), a[:, 1].astype(np.int64)
     if np.array_equal(tail_id, net.ids[net.tail]) and np.array_equal(head_id, net.ids[net.head]):
         return a[:, 2].copy(), a[:, 3].copy()
-    index = {(int(i), int(j)): e for e, (i, j) in enumerate(zip(net.ids[net.tail],
-                                                                net.ids[net.head]))}
+    unset: dict[tuple[int, int], list[int]] = {}  # per pair, its links not yet set, in order
+    for e, (i, j) in enumerate(zip(net.ids[net.tail].tolist(), net.ids[net.head].tolist())):
+        unset.setdefault((i, j), []).append(e)
+    first: dict[tuple[int, int], int] = {}
     volume, cost = np.empty(net.E), np.empty(net.E)
     for line, i, j, v, c in zip(where, tail_id, head_id, a[:, 2], a[:, 3]):
-        e = index.get((int(i), int(j)))
-        if e is None:
+        pair = (int(i), int(j))
+        if pair not in unset:
             raise _error(field, path, line, f"no link {i} -> {j} in the network")
+        if not unset[pair]:
+            raise _error(field, path, line, f"link {i} -> {j} is listed twice (first on line "
+                         f"{first[pair]}); allowed: each link once")
+        first.setdefault(pair, line)
+        e = unset[pair].pop(0)
         volume[e], cost[e] = v, c
     return volume, cost

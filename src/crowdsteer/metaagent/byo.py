@@ -17,10 +17,10 @@ from crowdsteer.errors import ConfigError, DivergenceError
 from crowdsteer.executors import Executor, ExecutorConfig, check_picklable, make_executor
 from crowdsteer.metaagent.evaluation import Outcome
 from crowdsteer.metaagent.loop import Problem, drive
-from crowdsteer.metaagent.results import RunResult, summary
+from crowdsteer.metaagent.results import RunResult, best_of, summary
 from crowdsteer.metaagent.runner import check_out, note
 from crowdsteer.metaagent.study import (
-    ELAPSED, Clock, baseline_trial, begin, best_trial_of, evaluation_number, failure_note,
+    ELAPSED, Clock, baseline_trial, begin, evaluation_number, failure_note,
     failures, history as run_history,
     outcome, reason, storage_errors, storage_for,
 )
@@ -296,7 +296,9 @@ def _whole(x: Any, field: str, least: int) -> int:
 def _result(study: Any, problem: Problem, out: Path | None, seconds: float) -> RunResult:
     n_params, direction, opt = problem.n_params, problem.direction, problem.optimiser
     base_trial = baseline_trial(study)
-    best_trial = best_trial_of(study, direction, problem.constrained, problem.required)
+    # best_of, not best_trial_of: none feasible is a one-line error naming why, not min()'s
+    best_trial = best_of(study, direction, problem.constrained, problem.required,
+                         None if out is None else out / "evaluations.csv", n_params)
     history = run_history(study)
     result = RunResult(outcome(base_trial, n_params), outcome(best_trial, n_params),
                        evaluation_number(study, best_trial), len(history), direction, history,

@@ -151,12 +151,15 @@ def _link_indices(cfg: TollsConfig, tails: list[str], heads: list[str]) -> tuple
         index.setdefault(key, []).append(e)
     out: list[int] = []
     param: list[int] = []
+    listed: set[tuple[str, str]] = set()  # a set: searching ``out`` made L links O(L^2)
     for i, (a, b) in enumerate(cfg.links):
-        found = index.get((str(a), str(b)))
+        key = (str(a), str(b))
+        found = index.get(key)
         if not found:
             raise ConfigError(f"modifier.links.{i}", f"no link {a} -> {b} in the network")
-        if found[0] in out:
+        if key in listed:
             raise ConfigError(f"modifier.links.{i}", f"link {a} -> {b} is listed twice")
+        listed.add(key)
         out.extend(found)
         param.extend([i] * len(found))
     return np.asarray(out, dtype=np.int64), np.asarray(param, dtype=np.int64)
