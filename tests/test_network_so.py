@@ -130,3 +130,20 @@ def test_every_link_of_sioux_falls_tolled_closes_99_percent_in_60_evaluations(tm
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "run" / "result.json").read_text())["network"][
         "gap_closed"] >= 0.99
+
+
+def test_a_network_run_where_nothing_converged_names_the_network_fields(tmp_path):
+    """On a road network the solve stops at ``learner.relative_gap`` (1e-10 under the
+    gradient optimiser), not at ``tolerance``, and has no agents: the one line says which
+    fields to change. Pigou with ``max_iterations: 1``: the all-or-nothing start is not
+    an equilibrium (the flow splits), so no evaluation converges."""
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(f"seed: 0\ngame: {{name: routing, network: {files(tmp_path, PIGOU, 3)}}}\n"
+                   "learner: {name: exact, max_iterations: 1}\n"
+                   "modifier: {name: tolls, bounds: [0, 1]}\nobjective: {name: welfare}\n"
+                   "optimiser: {evaluations: 2}\n")
+    r = cli("run", cfg, "--out", tmp_path / "run")
+    assert r.returncode == 3, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert "max_iterations = 1" in line and "relative gap 1e-10" in line
+    assert "tolerance" not in line and "agents" not in line

@@ -92,10 +92,18 @@ def finish(s: Setup, study: optuna.Study, out: Path | None, constrained: bool,
     base_trial = baseline_trial(study)
     required = requires_convergence(s.optimiser)
     learner = s.config["learner"]
-    caps = ", ".join(f"{k} = {getattr(learner, k):g}" for k in ("max_iterations", "tolerance")
+    network = hasattr(s.game, "solve_equilibrium")  # stops at learner.relative_gap
+    fields = ("max_iterations", "relative_gap") if network else ("max_iterations", "tolerance")
+    caps = ", ".join(f"{k} = {getattr(learner, k):g}" for k in fields
                      if getattr(learner, k, None) is not None)
+    if network and s.optimiser.name in ("auto", "gradient"):
+        from crowdsteer.metaagent.gradient import NETWORK_GAP, gradient_support
+
+        if gradient_support(s) is None:  # the gradient optimiser ran: its own gap
+            caps += (f"{', ' if caps else ''}relative gap {NETWORK_GAP:g} under the "
+                     "gradient optimiser")
     best_trial = best_of(study, direction, constrained, required,
-                         None if out is None else out / "evaluations.csv", n, caps)
+                         None if out is None else out / "evaluations.csv", n, caps, network)
     baseline, best = outcome(base_trial, n), outcome(best_trial, n)
     # Re-solve (deterministic for the seed) to get the distributions to save and plot.
     mu_base = solve_at(s, np.zeros(n), 0)
@@ -160,7 +168,8 @@ def finish(s: Setup, study: optuna.Study, out: Path | None, constrained: bool,
 
 
 def best_of(study: optuna.Study, direction: str, constrained: bool, required: bool,
-            csv_path: Path | None, n: int, caps: str = "") -> optuna.trial.FrozenTrial:
+            csv_path: Path | None, n: int, caps: str = "",
+            network: bool = False) -> optuna.trial.FrozenTrial:
     """The best feasible evaluation.
 
     Raises
@@ -179,10 +188,14 @@ def best_of(study: optuna.Study, direction: str, constrained: bool, required: bo
     ok, total = converged_count(study)
     where = f"; {csv_path} and study.db keep every evaluation" if csv_path else ""
     if required and ok == 0:
+        test, more = (("relative gap at most the learner's relative_gap", "max_iterations")
+                      if network else
+                      ("certified exploitability at most the learner's tolerance",
+                       "max_iterations or agents"))
         raise NoEquilibrium(
-            f"none of the {total} evaluations reached equilibrium (certified exploitability "
-            f"at most the learner's tolerance), so there is no best w{where}; give the "
-            "learner more max_iterations or agents" + (f" (configured: {caps})" if caps else "")
+            f"none of the {total} evaluations reached equilibrium ({test}), so there is no "
+            f"best w{where}; give the learner more {more}"
+            + (f" (configured: {caps})" if caps else "")
             + ", or set optimiser.require_convergence: false to compare non-equilibria"
             ) from None
     raise CrowdsteerError(f"no evaluation of the {total} is feasible (failed"
