@@ -356,3 +356,20 @@ def test_a_full_disk_during_a_commit_stops_with_one_line_and_loses_nothing(tmp_p
     line = one_line(r)
     assert "storage failed" in line and "--resume" in line
     resumed(cfg, out, table(tmp_path / "full"))
+
+
+def test_two_runs_creating_one_shared_study_together_refuse_the_second_in_one_line(tmp_path):
+    """Two runs started together on one shared storage both find no study, then both
+    create it: the one that comes second (here: the study appears between its look and its
+    creation, as another process would make it) is refused naming optimiser.study and
+    --resume, not with Optuna's DuplicatedStudyError, and the first's study is untouched."""
+    from crowdsteer.metaagent.study import open_run, storage_for
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    store = storage_for(url, "run", tmp_path / "b" / "run")
+    other = lambda: optuna.create_study(study_name="run", storage=url)  # noqa: E731
+    with pytest.raises(cs.ConfigError) as info:
+        open_run(store, tmp_path / "b" / "run", "minimize", {"x": 1}, resume=False,
+                 force=False, starting=other)
+    assert info.value.field == "optimiser.study" and "--resume" in info.value.message
+    assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["run"]

@@ -283,7 +283,14 @@ def open_run(store: Storage, out: Path | None, direction: str, signature: Any,
         optuna.delete_study(study_name=store.name, storage=_rdb(store, False))
     if starting is not None:
         starting()
-    return _create(store, direction, signature), False
+    try:
+        return _create(store, direction, signature), False
+    except optuna.exceptions.DuplicatedStudyError:
+        # another process created the study between the look above and here (two runs
+        # started together on one shared storage; a run folder's own is locked)
+        raise ConfigError("optimiser.study", f"{store.shown}: another run created this "
+                          "study a moment ago; pass --resume to join it, or set "
+                          "optimiser.study to another name") from None
 
 
 def same_run(started: Any, now: Any) -> bool:
@@ -328,7 +335,12 @@ def _load(store: Storage) -> optuna.Study:
 def _create(store: Storage, direction: str, signature: Any) -> optuna.Study:
     if store.url is None:
         return optuna.create_study(study_name=store.name, direction=direction)
-    rdb = _rdb(store, True)
+    import sqlalchemy
+
+    try:
+        rdb = _rdb(store, True)
+    except sqlalchemy.exc.IntegrityError:  # another process created the tables meanwhile
+        rdb = _rdb(store, False)  # (PostgreSQL: a UniqueViolation on the types' names)
     faults.point("storage")
     study = optuna.create_study(study_name=store.name, storage=rdb, direction=direction)
     study.set_user_attr(SIGNATURE, signature)
