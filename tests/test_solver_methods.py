@@ -182,19 +182,21 @@ def test_a_warm_start_at_a_small_temperature_resumes_the_path_at_warm_restart(ta
     np.testing.assert_allclose(warm.mu, cold.mu, atol=1e-3)
 
 
-@pytest.mark.xfail(strict=True, reason="known bug (found for issue 21): from a nearby "
-                   "game's equilibrium at target temperature 1e-5, kernel congestion, newton "
-                   "climbs to an exploitability of 0.3 and stalls there")
 def test_a_warm_start_at_temperature_1e_5_on_kernel_congestion_converges():
-    """Measured: the cold solve converges in 25 iterations (3e-9); the warm one starts at
-    3e-3 and ends at 0.32 after 2000 (0.28 from iteration 50 on). Strict: once fixed this
-    test fails as XPASS; then drop the marker."""
+    """Found for issue 21: from a nearby game's equilibrium at target temperature 1e-5,
+    kernel congestion, newton's warm start climbs from 3e-3 to an exploitability of 0.3 and
+    stalls. The solver then starts again cold; the result is the cold solve's (reference:
+    the cold solve itself, converged in 25 iterations), and both attempts' iterations
+    count."""
     near = dynamic_game("kernel", 0.8)
     far = dynamic_game("kernel", 0.9)
     base = solve(near, temperature=1e-5, tolerance=1e-8, method="newton")
+    cold = solve(far, temperature=1e-5, tolerance=1e-8, method="newton", max_iterations=100)
     warm = solve(far, init=base, temperature=1e-5, tolerance=1e-8, method="newton",
                  max_iterations=100)
-    assert warm.converged
+    assert cold.converged and warm.converged
+    np.testing.assert_array_equal(warm.mu, cold.mu)
+    assert warm.iterations == 100 + cold.iterations
 
 
 def test_refine_moves_a_warm_start_already_within_the_tolerance_with_the_game():

@@ -39,6 +39,7 @@ path had reached, ``fp`` from its average); the same ``init`` and game give the 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Annotated, Literal
 
@@ -151,7 +152,19 @@ class ExactSolver:
         guards.check_solve(game, cfg)
         method = self.method_for(game, theta)
         if method == "newton":
-            return newton.solve(game, theta, cfg, progress, init, self.refine)
+            sol = newton.solve(game, theta, cfg, progress, init, self.refine)
+            if init is None or sol.converged:
+                return sol
+            # A warm start can fail where the cold path converges: near temperature 0 the
+            # earlier game's equilibrium may lie outside the region where Newton's steps on
+            # the new game's stiff softmax contract (measured: kernel congestion at 1e-5,
+            # from exploitability 3e-3 it climbs to 0.3 and stalls; cold, the annealed
+            # path converges in 25 iterations). Then solve again from the uniform policy;
+            # the iterations and time of both count.
+            cold = newton.solve(game, theta, cfg, progress, None, self.refine)
+            best = cold if cold.converged or cold.exploitability < sol.exploitability else sol
+            return dataclasses.replace(best, iterations=sol.iterations + cold.iterations,
+                                       seconds=sol.seconds + cold.seconds)
         run = _omd if method == "omd" else _fp
         return run(game, theta, cfg, progress, init)
 
