@@ -78,12 +78,13 @@ def test_it_returns_the_best_certified_policy_it_saw(log5):
 
 
 def test_the_patience_stop_comes_patience_rounds_after_the_best(log5):
-    """Default patience: the run stops at round k, not converged. The run of k rounds
+    """With patience 200 the run stops at round k, not converged. The run of k rounds
     without patience returns the same certificate (the same best); so does the run of
     k - patience rounds (the best was seen by then), but not the run of
-    k - patience - check_every rounds (it was seen exactly then). Measured: k = 395."""
-    cfg = FP.config()
-    sol = fp(log5)
+    k - patience - check_every rounds (it was seen exactly then). Measured: k = 825 (with
+    the default 1000 this game improves on its best until max_iterations)."""
+    cfg = FP.config(patience=200)
+    sol = fp(log5, patience=cfg.patience)
     k = sol.iterations
     assert not sol.converged and k < cfg.max_iterations
     assert_certificate(log5, sol, 0.0)
@@ -92,3 +93,15 @@ def test_the_patience_stop_comes_patience_rounds_after_the_best(log5):
     before = fp(log5, patience=None, max_iterations=k - cfg.patience - cfg.check_every)
     assert sol.exploitability == full.exploitability == at_best.exploitability
     assert before.exploitability > sol.exploitability
+
+
+def test_at_temperature_0_a_mixed_equilibrium_is_approached(log5):
+    """Temperature 0, log congestion (the equilibrium mixes over the cells): argmax
+    responses to estimates that lag the averaged mean field (the crowd pooled over the
+    last k/33 rounds and reward means over the last third, right for soft responses) left
+    the certificate at 0.387 after 2000 rounds; with each round's own histogram and short
+    reward means it is 0.026 (measured, seed 0). Reference: the model's exploitability of
+    the returned policy, recomputed here; the equilibrium's is 0."""
+    sol = fp(log5, patience=None)
+    assert_certificate(log5, sol, 0.0)
+    assert sol.exploitability <= 0.05
