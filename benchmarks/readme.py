@@ -97,31 +97,31 @@ def _gap(gap: float) -> Callable[[dict[str, Any]], dict[str, Any]]:
 
 
 CLAIMS = [
-    Claim("demo", "top: make demo (30 s to 9 min); KL about 1.98 -> 0.030, 0.031 on 10 "
+    Claim("demo", "top: make demo (30 s to 9 min); KL about 1.91 -> 0.012, 0.013 on 10 "
           "fresh seeds; 0.0245 iid", ["run", "examples/oneshot.yaml", "--out", "{out}",
                                       "--force"],
-          {"KL left alone": "1.98", "KL best (tuning seed)": "0.030",
-           "KL best (10 fresh seeds)": "0.031", "KL of 2,000 iid agents": "0.0245",
+          {"KL left alone": "1.91", "KL best (tuning seed)": "0.012",
+           "KL best (10 fresh seeds)": "0.013", "KL of 2,000 iid agents": "0.0245",
            "wall time": "30-524 s"}, _demo),
     Claim("gradient", "Gradients: KL from 1.66 to 0.016 in 60 evaluations, 13-145 s",
           ["run", "examples/gradient.yaml", "--out", "{out}", "--force"],
-          {"KL from": "1.66", "KL to": "0.016", "evaluations": "60", "wall time": "13-145 s"},
+          {"KL from": "1.66", "KL to": "0.016", "evaluations": "60", "wall time": "10-145 s"},
           _gradient),
     Claim("siouxfalls_bo", "Tolls table, bo (the example as shipped)",
           ["run", "examples/siouxfalls_tolls.yaml", "--out", "{out}", "--force"],
-          {"evaluations": "41", "best at": "40", "best TSTT": "7.4273e+06",
-           "UE-to-SO gap closed": "18.5%", "wall time": "31-165 s"}, _tolls),
+          {"evaluations": "41", "best at": "40", "best TSTT": "7.4233e+06",
+           "UE-to-SO gap closed": "19.9%", "wall time": "11-165 s"}, _tolls),
     Claim("siouxfalls_gradient", "Tolls table, gradient (hypergradients)",
           ["run", "{config}", "--out", "{out}", "--force"],
-          {"evaluations": "31", "best at": "23", "best TSTT": "7.4171e+06",
-           "UE-to-SO gap closed": "22.1%", "wall time": "13-139 s"}, _tolls,
+          {"evaluations": "31", "best at": "13", "best TSTT": "7.4171e+06",
+           "UE-to-SO gap closed": "22.1%", "wall time": "8-139 s"}, _tolls,
           _gradient_variant),
-    Claim("siouxfalls_1e-6", "Networks: Sioux Falls 31 iterations to a relative gap of 1e-6",
+    Claim("siouxfalls_1e-6", "Networks: Sioux Falls 29 iterations to a relative gap of 1e-6",
           ["solve", "{config}", "--out", "{out}", "--force"],
-          {"iterations": "31", "relative gap": "1e-06"}, _sioux_solve, _gap(1e-6)),
-    Claim("siouxfalls_1e-12", "Networks: Sioux Falls 35 iterations to 1e-12",
+          {"iterations": "29", "relative gap": "1e-06"}, _sioux_solve, _gap(1e-6)),
+    Claim("siouxfalls_1e-12", "Networks: Sioux Falls 59 iterations to 1e-12",
           ["solve", "{config}", "--out", "{out}", "--force"],
-          {"iterations": "35", "relative gap": "1e-12"}, _sioux_solve, _gap(1e-12)),
+          {"iterations": "59", "relative gap": "1e-12"}, _sioux_solve, _gap(1e-12)),
 ]
 
 
