@@ -226,7 +226,8 @@ def _rows(path):
 
 @pytest.mark.parametrize("case, evaluations, kill_at", [
     ("crowd-any-power-kl", 12, 7),
-    ("dynamic example", 30, 15),  # past the first descent's end (a stall) and its restart
+    pytest.param("dynamic example", 30, 15,  # past the first descent's end and its restart
+                 marks=pytest.mark.slow),
 ])
 @pytest.mark.parametrize("warm_starts", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_a_killed_gradient_run_resumes_to_the_same_evaluations(tmp_path, monkeypatch, case,

@@ -102,7 +102,7 @@ def one_line(r):
 @pytest.mark.parametrize("name, points", [
     ("tpe", ["evaluate:1"]),  # during the baseline's round
     ("tpe", ["param:2"]),     # between the parameter writes of trial 1 (baseline pending)
-    ("tpe", ["tell:4"]),      # round [2, 3] half recorded
+    pytest.param("tpe", ["tell:4"], marks=pytest.mark.slow),  # round [2, 3] half recorded
     # between the parameter writes of trial 3 while trial 2 of its round is stored and
     # pending (the GP conditions on it), then during that round's evaluation when resumed
     pytest.param("gp", ["param:8", "evaluate:1"], marks=pytest.mark.slow),
@@ -315,7 +315,7 @@ def test_the_default_storage_spelled_out_is_the_run_folders_own(tmp_path):
     assert len(trials(out)) == len(trials(out / "previous")) == 4
 
 
-@pytest.mark.parametrize("damage", ["random", "truncated"])
+@pytest.mark.parametrize("damage", [pytest.param("random", marks=pytest.mark.slow), "truncated"])
 def test_a_damaged_study_db_is_refused_and_left_as_it_is(tmp_path, damage):
     cfg = write_config(tmp_path, QUICK)
     out = tmp_path / "run"

@@ -257,8 +257,9 @@ def test_report_survives_any_value_of_the_wrong_type_in_result_json(tmp_path, mo
     assert n > 100
 
 
-@pytest.mark.parametrize("path", [("baseline", "objective"), ("kl_floor",), ("best", "trial"),
-                                  ("objective", "direction"), ("objective",)])
+@pytest.mark.parametrize("path", [("baseline", "objective"), ("kl_floor",), *(
+    pytest.param(p, marks=pytest.mark.slow)
+    for p in [("best", "trial"), ("objective", "direction"), ("objective",)])])
 def test_report_draws_despite_tampered_values_its_figures_use(tmp_path, path):
     from crowdsteer.report.html import write_report
 

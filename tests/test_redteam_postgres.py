@@ -149,6 +149,7 @@ def test_two_processes_share_one_study(server, tmp_path):
     assert not [t for t in trials(server, "two") if t.state == optuna.trial.TrialState.RUNNING]
 
 
+@pytest.mark.slow
 def test_a_server_that_goes_away_is_one_line_and_the_run_resumes(server, tmp_path,
                                                                  sqlite_reference):
     cfg = write_config(tmp_path, shared(server, "away"))
