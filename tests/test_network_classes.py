@@ -168,3 +168,6 @@ def test_vehicle_distance_counts_vehicles_not_pce(tmp_path):
     assert r.returncode == 0, r.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["vehicle_distance"] == pytest.approx(2.8)
+    # the costs (and the excess cost) of several classes are scaled by their PCE: said so
+    assert "PCE" in summary["units"]["average_excess_cost"]
+    assert "PCE" in summary["units"]["cost"] and "PCE" not in summary["units"]["vehicle_distance"]

@@ -131,6 +131,10 @@ def network_summary(game: Any, sol: Any, welfare: float | None = None) -> dict[s
     if welfare is not None:
         out["welfare"] = welfare
     gaps = getattr(game, "class_gaps", None)
+    if per_class is not None:  # the costs of several classes are scaled by their PCE
+        out["units"]["cost"] = f"generalised cost x PCE, {u['time']}-equivalents"
+        out["units"]["average_excess_cost"] = (f"generalised cost x PCE per trip, "
+                                               f"{u['time']}-equivalents")
     if gaps is not None:  # several classes: each certified by its own relative gap
         out["classes"] = {name: {"relative_gap": float(g), "trips": float(d.sum())}
                           for name, g, d in zip(game.class_names, gaps(sol.flow, sol.toll),
