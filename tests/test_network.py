@@ -190,12 +190,15 @@ def test_first_thru_node_between_the_zones(tmp_path, first_thru, flow):
     np.testing.assert_allclose(sol.flow, flow, atol=1e-9)
 
 
-def test_parallel_links_share_the_load(tmp_path):
-    """Two identical parallel links 1 -> 2 (t = 1 + x): the equilibrium splits evenly."""
+@pytest.mark.parametrize("method", ["bush", "bfw", "gradient_projection"])
+def test_parallel_links_share_the_load(tmp_path, method):
+    """Two identical parallel links 1 -> 2 (t = 1 + x): the equilibrium splits evenly, with
+    every engine (the link engines load the cheaper of parallel links)."""
     g = small(tmp_path, [(1, 2, 1, 1, 1, 1), (1, 2, 1, 1, 1, 1)], 2, 2, {1: {2: 2.0}})
     assert g.edge_names == ("1->2", "1->2#2")
-    np.testing.assert_allclose(g.solve_equilibrium(relative_gap=1e-10).flow, [1, 1],
-                               atol=1e-5)
+    sol = g.solve_equilibrium(relative_gap=1e-10, method=method)
+    assert sol.converged
+    np.testing.assert_allclose(sol.flow, [1, 1], atol=1e-5)
 
 
 # --- the published equilibria ---------------------------------------------------------------
