@@ -144,12 +144,12 @@ from crowdsteer import guards
 from crowdsteer.config_base import Strict
 from crowdsteer.equilibrium import entropy, exploitability, mean_field
 from crowdsteer.errors import ConfigError
-from crowdsteer.games.base import Game, ThetaLike, theta_at
+from crowdsteer.games.base import Game, ThetaLike
 from crowdsteer.learners.base import (
     Progress, Solution, check_finite, exploration_rate, learners,
 )
 from crowdsteer.learners.simulate import (
-    MAX_COUNT, counted_step,
+    MAX_COUNT, PooledCrowd, counted_step, landing_rewards,
     draw_own, explore, sample_actions, sample_population, sample_slot, sample_states,
     successors,
 )
@@ -160,9 +160,19 @@ MAX_ENTRIES = 200_000_000  # N * T * S * A with sharing: none (0.8-1.8 GB)
 SAMPLE_ROUNDS = 5  # mu_sample averages the empirical histograms of this many final rounds
 CHECK_EVERY = 5  # default rounds between certified checks
 EXPLORATION = 0.05  # default epsilon: acting uniformly at random w.p. epsilon / sqrt(k)
-CROWD_POWER: int | None = 4
-"""Weight power of the pooled crowd the rewards are paid at (:class:`PooledCrowd`;
-``None``: each round's own histogram)."""
+CROWD_POWER = 4
+"""The rewards are paid at the agents' histograms pooled over about the last ``k / 5``
+rounds (:class:`~crowdsteer.learners.simulate.PooledCrowd` with this power), not at the
+round's own. With the round's own, the critic prices the states a strong modifier leaves
+nearly empty too low, and the certificate (for which such a state is worth up to
+``(mu* / mu)^(1/tau)`` times its mass) stays far above the tolerance, rising while the
+policy learns to avoid them. Measured (N = 2000, tau = 0.1, seeds 0 and 1, rounds to the
+tolerance, 2000 = not converged): examples/oneshot.yaml's game under the demo's best
+``w``, under half of it, and examples/dynamic.yaml's under two random ``w`` in its bounds:
+with the round's own histogram none of the 8 converged (certificates 0.14-0.84; under the
+demo's ``w`` it rose from 1.2 to 2.5 over the rounds); pooled with powers 4 / 8 / 16 / 32
+all 8 converged, in 2,065 / 3,255 / 3,965 / 5,690 rounds in all; the unmodified games (4
+solves) took 165 rounds with the own histogram and 165-205 pooled."""
 STEP = 0.001  # default floor of the actor's step alpha_k = max(1 / (k + k0), step)
 WARM_OFFSET = 20  # k0 of a warm start: the earlier policy weighs as 20 rounds
 
@@ -254,7 +264,7 @@ class PolicyGradient:
         agents = (Population(game, z0, tau, warm) if cfg.sharing == "population"
                   else OwnPolicies(game, N, z0, tau, cfg.critic, k0))
         recent: deque[Array] = deque(maxlen=SAMPLE_ROUNDS)
-        crowd = PooledCrowd(T, S, CROWD_POWER) if CROWD_POWER is not None else None
+        crowd = PooledCrowd(T, S, CROWD_POWER)
         history = []
         converged = False
         best: Certified | None = None
@@ -325,54 +335,6 @@ def softmax_rows(z: Array, tau: float, allowed: Array | None) -> Array:
     np.exp(y, out=y)
     y /= y.sum(axis=-1, keepdims=True)
     return y
-
-
-class PooledCrowd:
-    """The mean field the rewards are paid at: the agents' histograms pooled over the
-    rounds, round ``j`` of ``k`` weighing ``j^p`` (``p`` = :data:`CROWD_POWER`, about the
-    last ``k / (p + 1)`` rounds), as :mod:`crowdsteer.learners.sampled_fp` does.
-
-    Why: a state the equilibrium gives a mass of order ``1/N`` or less is, in one round,
-    empty or held by an agent who counts itself, so under ``-c log mu`` it pays ``c log N``
-    where the mean field pays more; the critic then prices it too low, and the certificate
-    (for which that state is worth up to ``(mu* / mu)^(1/tau)`` times its mass) stays far
-    above the tolerance, and rises while the policy learns to avoid it. Strong modifiers
-    make such states. Measured (N = 2000, tau = 0.1, seeds 0 and 1, rounds to the
-    tolerance, 2000 = not converged): examples/oneshot.yaml's game under the demo's best
-    ``w``, under half of it, and examples/dynamic.yaml's under two random ``w`` in its
-    bounds: with the round's own histogram none of the 8 converged (certificates 0.14-0.84;
-    under the demo's ``w`` it rose from 1.2 to 2.5 over the rounds); pooled with powers 4 /
-    8 / 16 / 32 all 8 converged, in 2,065 / 3,255 / 3,965 / 5,690 rounds in all; the
-    unmodified games (4 solves) took 165 rounds with the own histogram and 165-205 pooled."""
-
-    def __init__(self, T: int, S: int, power: int) -> None:
-        self.mu = np.zeros((T, S))
-        self.rounds = np.zeros(T, dtype=np.int64)
-        self.power = power
-
-    def fold(self, t: int, mu_t: Array) -> Array:
-        """Take in step ``t``'s histogram of this round; returns the pooled mean field."""
-        self.rounds[t] += 1
-        p = self.power
-        self.mu[t] += (p + 1) / (self.rounds[t] + p) * (mu_t - self.mu[t])
-        return self.mu[t]
-
-
-def landing_rewards(game: Game, theta: ThetaLike, t: int, x: Array, a: Array,
-                    x_next: Array, N: int,
-                    crowd: PooledCrowd | None = None) -> tuple[Array, Array]:
-    """Each agent's own modified reward at step ``t``, ``(N,)``, and the histogram ``(S,)``;
-    the rewards are paid at ``crowd`` (this histogram folded in) when given."""
-    S, A = game.S, game.A
-    mu_t = np.bincount(x_next, minlength=S) / N
-    seen = mu_t if crowd is None else crowd.fold(t, mu_t)
-    r = np.asarray(game.reward(t, seen), dtype=float)[x_next]
-    th = theta_at(theta, t, seen, (S, A))
-    if np.ndim(th):
-        r = r + np.asarray(th)[x, a]
-    elif th:
-        r = r + th
-    return r, mu_t
 
 
 def row_mean(q: Array, allowed: Array | None) -> Array:
@@ -511,7 +473,7 @@ class Population:
         return self.pi
 
     def play(self, game: Game, theta: ThetaLike, N: int, rng: np.random.Generator,
-             eps: float, crowd: PooledCrowd | None = None) -> Round:
+             eps: float, crowd: PooledCrowd) -> Round:
         T, S = game.T, game.S
         H = entropy(self.pi.reshape(T * S, -1)).reshape(T, S)
         act = explore(self.pi, eps, game.allowed)
@@ -594,7 +556,7 @@ class OwnPolicies:
         return None if self.allowed is None else self.allowed[x]
 
     def play(self, game: Game, theta: ThetaLike, N: int, rng: np.random.Generator,
-             eps: float, crowd: PooledCrowd | None = None) -> Round:
+             eps: float, crowd: PooledCrowd) -> Round:
         _, T, S, A = self.shape
         x = sample_states(game.mu0, N, rng)  # agents keep their identity: iid draws
         path, mu_hat, visits = [], np.empty((T, S)), np.empty((T, S))

@@ -120,14 +120,15 @@ from pydantic import Field
 from crowdsteer import guards
 from crowdsteer.config_base import Strict
 from crowdsteer.equilibrium import entropy, exploitability, mean_field, soft_response
-from crowdsteer.games.base import AnyMove, Game, ThetaLike, theta_at
+from crowdsteer.games.base import AnyMove, Game, ThetaLike
 from crowdsteer.objectives import kl_floor
 from crowdsteer.learners.base import (
     exploration_rate,
     Progress, Solution, check_finite, initial_policy, learners,
 )
 from crowdsteer.learners.simulate import (
-    explore, sample_actions, sample_population, sample_slot, successors,
+    PooledCrowd, explore, landing_rewards, sample_actions, sample_population, sample_slot,
+    successors,
 )
 
 Array = np.ndarray
@@ -213,14 +214,14 @@ class SampledFictitiousPlay:
         recent: deque[Array] = deque(maxlen=SAMPLE_ROUNDS)
         # the mean field pooled over the rounds (step 1); at tau = 0 each round's own
         # histogram (ARGMAX_REWARD_POWER says why)
-        crowd = np.zeros((T, S)) if tau > 0 else None
+        crowd = PooledCrowd(T, S, CROWD_POWER) if tau > 0 else None
         history = []
         converged = False
         best: tuple[float, int, Array, Array, Array] | None = None  # expl, round, pi, mu, sample
         for k in range(1, cfg.max_iterations + 1):
             eps = exploration_rate(cfg.exploration, cfg.temperature, k)
             play = explore(pi_bar, eps, game.allowed)
-            visits, mu_hat = play_round(game, theta, play, N, tables, rng, crowd, k)
+            visits, mu_hat = play_round(game, theta, play, N, tables, rng, crowd)
             recent.append(mu_hat)
             starts += visits[0]
             if k == 1:
@@ -333,14 +334,13 @@ def _fold(rounds: Array, mean: Array, seen: Array, value: Array, p: int) -> None
 
 
 def play_round(game: Game, theta: ThetaLike, play: Array, N: int, tables: Tables,
-               rng: np.random.Generator, crowd: Array | None = None,
-               k: int = 1) -> tuple[Array, Array]:
+               rng: np.random.Generator,
+               crowd: PooledCrowd | None = None) -> tuple[Array, Array]:
     """One episode of ``N`` agents following ``play`` ``(T, S, A)``; records into ``tables``.
 
-    ``crowd`` ``(T, S)``: the pooled mean field of the earlier rounds; this round's histograms
-    are folded in (round ``k`` with step ``(p + 1) / (k + p)``, ``p`` =
-    :data:`CROWD_POWER`) and the rewards are paid at it (``None``: at this round's own
-    histograms).
+    ``crowd``: the mean field pooled over the earlier rounds (power :data:`CROWD_POWER`);
+    this round's histograms are folded in and the rewards are paid at it (``None``: at this
+    round's own histograms).
 
     Returns
     -------
@@ -361,18 +361,7 @@ def play_round(game: Game, theta: ThetaLike, play: Array, N: int, tables: Tables
         cell = x * A + a
         x_next = a if isinstance(game.transition, AnyMove) else nxt[x, a, slot]
         visits[t] = np.bincount(x, minlength=S)
-        mu_hat[t] = np.bincount(x_next, minlength=S) / N
-        seen = mu_hat[t]
-        if crowd is not None:  # the mean field pooled over the rounds (see the docstring)
-            crowd[t] += (CROWD_POWER + 1) / (k + CROWD_POWER) * (mu_hat[t] - crowd[t])
-            seen = crowd[t]
-        landing = np.asarray(game.reward(t, seen), dtype=float)
-        th = theta_at(theta, t, seen, (S, A))
-        r = landing[x_next]  # each agent's own reward
-        if np.ndim(th):
-            r = r + np.asarray(th).ravel()[cell]
-        elif th:
-            r = r + th
+        r, mu_hat[t] = landing_rewards(game, theta, t, x, a, x_next, N, crowd)
         key = cell * K + slot if K > 1 else cell
         landed = np.bincount(x_next, minlength=S)
         # the round's reward of each landing state, net of the landers' own (estimated) offsets

@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from crowdsteer.games.base import AnyMove, SparseMoves, Transition
+from crowdsteer.games.base import AnyMove, Game, SparseMoves, ThetaLike, Transition, theta_at
 
 Array = np.ndarray
 _GUIDE_MARGIN = 1e-9  # bucket edges are nudged left by this (in bucket units) so float error
@@ -229,3 +229,41 @@ def counted_step(values: np.ndarray, counts: np.ndarray, cell: np.ndarray,
     v = values[cell]
     values[cell] = v + np.maximum(1.0 / n, floor) * (target - v)
 
+
+class PooledCrowd:
+    """The mean field the sampled rewards are paid at: the agents' histograms pooled over
+    the rounds, round ``j`` of ``k`` weighing ``j^p`` (about the last ``k / (p + 1)``
+    rounds). Why pool: a state the mean field gives a mass of order ``1/N`` or less is, in
+    one round, empty or held by an agent who counts itself, so under ``-c log mu`` it pays
+    ``c log N`` where the mean field pays more (the learners' module docstrings measure
+    what that costs them)."""
+
+    def __init__(self, T: int, S: int, power: int) -> None:
+        self.mu = np.zeros((T, S))
+        self.rounds = np.zeros(T, dtype=np.int64)
+        self.power = power
+
+    def fold(self, t: int, mu_t: Array) -> Array:
+        """Take in step ``t``'s histogram of this round; returns the pooled mean field."""
+        self.rounds[t] += 1
+        p = self.power
+        self.mu[t] += (p + 1) / (self.rounds[t] + p) * (mu_t - self.mu[t])
+        return self.mu[t]
+
+
+def landing_rewards(game: Game, theta: ThetaLike, t: int, x: Array, a: Array,
+                    x_next: Array, N: int,
+                    crowd: PooledCrowd | None = None) -> tuple[Array, Array]:
+    """Each agent's own modified reward at step ``t``, ``(N,)``, and this round's histogram
+    ``(S,)``; the rewards are paid at ``crowd`` (the histogram folded in) when given, else
+    at the histogram itself."""
+    S, A = game.S, game.A
+    mu_t = np.bincount(x_next, minlength=S) / N
+    seen = mu_t if crowd is None else crowd.fold(t, mu_t)
+    r = np.asarray(game.reward(t, seen), dtype=float)[x_next]
+    th = theta_at(theta, t, seen, (S, A))
+    if np.ndim(th):
+        r = r + np.asarray(th)[x, a]
+    elif th:
+        r = r + th
+    return r, mu_t
