@@ -149,14 +149,15 @@ def solve(
 
     with clean_errors(), rundir.claimed(out):  # a live run's folder is never moved aside
         cfg = load_config(config)
-        if cfg["finite_n"] is not None and getattr(cfg["game"], "network", None) is not None:
+        network = getattr(cfg["game"], "network", None) is not None  # a road network
+        if cfg["finite_n"] is not None and network:
             fail("finite_n: the finite-N study simulates agents moving between states; a road "
                  "network has none (its travellers: learner: {name: routes, agents: N})")
         out = rundir.prepare(out, force=force, resumable=False)
         learner = cfg["learner"]
         metric = "exploitability" if learner.name == "exact" else "change"
         target = getattr(learner, "tolerance", None)
-        if learner.name == "exact" and getattr(cfg["game"], "network", None) is not None:
+        if learner.name == "exact" and network:
             # road networks: the engines report (and stop at) the relative gap
             from crowdsteer.games.network import DEFAULT_RELATIVE_GAP
 

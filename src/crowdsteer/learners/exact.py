@@ -51,6 +51,7 @@ from crowdsteer.config_base import Strict
 from crowdsteer.equilibrium import best_response
 from crowdsteer.errors import ConfigError
 from crowdsteer.games.base import Game, ThetaLike
+from crowdsteer.games.network import DEFAULT_RELATIVE_GAP
 from crowdsteer.learners import newton
 from crowdsteer.learners.base import Progress, Solution, learners
 from crowdsteer.learners.passes import (
@@ -131,6 +132,7 @@ class ExactSolver:
               progress: Progress | None = None, init: Solution | None = None) -> Solution:
         """Solve to ``tolerance``; ``init`` warm-starts from an earlier solution (same shape)."""
         cfg = self.config
+        gap = cfg.relative_gap or DEFAULT_RELATIVE_GAP  # road networks stop at this gap
         if cfg.solve_for == "system_optimum":
             if not hasattr(game, "system_optimum"):
                 raise ConfigError("learner.solve_for", "system_optimum applies to road "
@@ -138,12 +140,12 @@ class ExactSolver:
             if theta is not None:
                 raise ConfigError("learner.solve_for", "the system optimum takes no tolls; "
                                   "allowed with a modifier: equilibrium")
-            return game.system_optimum(cfg.relative_gap or 1e-6, progress, cfg.max_iterations)
+            return game.system_optimum(gap, progress, cfg.max_iterations)
         if hasattr(game, "solve_equilibrium"):  # road networks: the link-based engine
             if cfg.method not in ("auto",) + NETWORK_METHODS:
                 raise ConfigError("learner.method", f"{cfg.method} does not run on road "
                                   f"networks; allowed: auto, {', '.join(NETWORK_METHODS)}")
-            return game.solve_equilibrium(theta, relative_gap=cfg.relative_gap or 1e-6,
+            return game.solve_equilibrium(theta, relative_gap=gap,
                                           max_iterations=cfg.max_iterations,
                                           progress=progress, temperature=cfg.temperature,
                                           method=cfg.method)
