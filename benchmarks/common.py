@@ -28,6 +28,18 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
+
+
+def tntp_dir(name: str) -> Path | None:
+    """Where network ``name``'s TNTP files are: the repository's copy (examples/data/tntp),
+    else ``$CROWDSTEER_TNTP``, else ``../shared/data/tntp`` beside the repository; ``None``
+    when none has its net and trips files."""
+    local = REPO / "examples" / "data" / "tntp"
+    shared = Path(os.environ.get("CROWDSTEER_TNTP", REPO.parent / "shared" / "data" / "tntp"))
+    for d in (local, shared):
+        if (d / f"{name}_net.tntp").is_file() and (d / f"{name}_trips.tntp").is_file():
+            return d
+    return None
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 MIB = 1024.0 * 1024.0

@@ -49,15 +49,7 @@ ISSUE_AEQ = {  # the issue's AequilibraE figures (single core, loaded machine)
 }
 
 
-def data_dir(name: str) -> Path | None:
-    """Where the network's files are: the repository's copy, else the shared data."""
-    local = common.REPO / "examples" / "data" / "tntp"
-    shared = Path(os.environ.get("CROWDSTEER_TNTP", common.REPO.parent / "shared" / "data"
-                                 / "tntp"))
-    for d in (local, shared):
-        if (d / f"{name}_net.tntp").is_file() and (d / f"{name}_trips.tntp").is_file():
-            return d
-    return None
+data_dir = common.tntp_dir
 
 
 def load(name: str):

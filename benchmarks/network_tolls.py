@@ -13,8 +13,8 @@ equilibrium and the system optimum that the best tolls close, with the wall time
   a run within 10 minutes); each equilibrium is solved to 1e-10 by the bush engine and
   differentiated on its bushes' paths.
 
-Data: ``examples/data/tntp`` (Sioux Falls) and ``../shared/data/tntp`` (Chicago; the case
-is skipped, and says so, when missing).
+Data: ``examples/data/tntp`` (Sioux Falls) and ``$CROWDSTEER_TNTP`` or
+``../shared/data/tntp`` (Chicago; the case is skipped, and says so, when missing).
 
     .venv/bin/python benchmarks/network_tolls.py [--only sioux|chicago] [--write]
 
@@ -38,11 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import machine_info, md_table, provenance, update_section  # noqa: E402
+from common import machine_info, md_table, provenance, tntp_dir, update_section  # noqa: E402
 
-SHARED = next((p / "shared" / "data" / "tntp" for p in (ROOT.parent, ROOT.parent.parent)
-               if (p / "shared" / "data" / "tntp").is_dir()),
-              ROOT.parent / "shared" / "data" / "tntp")
 EXAMPLES = ROOT / "examples" / "data" / "tntp"
 
 
@@ -93,15 +90,17 @@ def main() -> int:
         cases += [("Sioux Falls, every link, [0, 100]", sf, {"bounds": [0, 100]}, 60),
                   ("Sioux Falls, every link, [0, 20]", sf, {"bounds": [0, 20]}, 40)]
     if opts.only in (None, "chicago"):
-        if (SHARED / "ChicagoSketch_net.tntp").is_file():
-            net = SHARED / "ChicagoSketch_net.tntp"
-            links = busiest_links(SHARED / "ChicagoSketch_flow.tntp", net, 100)
+        shared = tntp_dir("ChicagoSketch")
+        if shared is not None and (shared / "ChicagoSketch_flow.tntp").is_file():
+            net = shared / "ChicagoSketch_net.tntp"
+            links = busiest_links(shared / "ChicagoSketch_flow.tntp", net, 100)
             cases.append(("Chicago Sketch, 100 busiest links, [0, 100]",
-                          {"net": str(net), "trips": str(SHARED / "ChicagoSketch_trips.tntp"),
+                          {"net": str(net), "trips": str(shared / "ChicagoSketch_trips.tntp"),
                            "toll_weight": 0.02, "distance_weight": 0.04},
                           {"bounds": [0, 100], "links": links}, opts.chicago_evaluations))
         else:
-            notes.append(f"Chicago Sketch skipped: {SHARED} has no ChicagoSketch_net.tntp")
+            notes.append("Chicago Sketch skipped: no ChicagoSketch net, trips and flow files "
+                         "in $CROWDSTEER_TNTP or ../shared/data/tntp")
     for case in cases:
         r = run_case(*case)
         r["optimiser"] = r.get("optimiser", "?")
